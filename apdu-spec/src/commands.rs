@@ -1,0 +1,265 @@
+//! The command table. The card dispatches from it, the terminal builds from it, and a test
+//! keeps `SPEC.md` in step with it.
+
+use crate::{CLA_ISO, CLA_PROPRIETARY};
+
+/// INS bytes.
+pub mod ins {
+    pub const SELECT: u8 = 0xA4;
+    pub const GET_RESPONSE: u8 = 0xC0;
+    pub const GET_DATA: u8 = 0xCA;
+    pub const VERIFY: u8 = 0x20;
+    pub const CHANGE_REFERENCE_DATA: u8 = 0x24;
+    pub const GENERATE_KEY: u8 = 0x47;
+    pub const PERSONALIZE: u8 = 0x50;
+    pub const TEST_RESET: u8 = 0x7E;
+}
+
+/// P1 of SELECT: select by DF name (AID).
+pub const SELECT_BY_NAME: u8 = 0x04;
+/// P2 of SELECT: first occurrence, return the FCI.
+pub const SELECT_RETURN_FCI: u8 = 0x00;
+/// P2 of SELECT: first occurrence, no response data.
+pub const SELECT_NO_RESPONSE: u8 = 0x0C;
+
+/// The card's life-cycle state (PROTOCOLS.md, "Card life cycle").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LifeCycle {
+    /// No key yet.
+    Blank = 1,
+    /// Key made on the card, not personalised.
+    Keyed = 2,
+    /// Personalised: trust anchors, certificate and PIN installed.
+    Active = 3,
+}
+
+impl LifeCycle {
+    pub const ALL: &'static [LifeCycle] = &[LifeCycle::Blank, LifeCycle::Keyed, LifeCycle::Active];
+
+    pub fn from_byte(b: u8) -> Option<Self> {
+        Self::ALL.iter().copied().find(|s| *s as u8 == b)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LifeCycle::Blank => "blank",
+            LifeCycle::Keyed => "keyed",
+            LifeCycle::Active => "active",
+        }
+    }
+}
+
+/// Whether a command carries a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// Case 1 or 2.
+    None,
+    /// Case 3 or 4.
+    Required,
+    /// Any case.
+    Optional,
+}
+
+impl Body {
+    pub fn cases(self) -> &'static str {
+        match self {
+            Body::None => "1 or 2",
+            Body::Required => "3 or 4",
+            Body::Optional => "1, 2, 3 or 4",
+        }
+    }
+}
+
+/// One command of the wire format.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandDef {
+    pub name: &'static str,
+    pub cla: u8,
+    pub ins: u8,
+    /// The accepted P1 P2 values, as they appear in `SPEC.md`.
+    pub p1p2: &'static str,
+    pub body: Body,
+    /// The life-cycle states the command is allowed in; elsewhere it answers 6985.
+    pub states: &'static [LifeCycle],
+    /// Whether the command commits persistent state.
+    pub writes: bool,
+    /// Every status word the command itself can answer (the ISO layer's words for malformed
+    /// APDUs, classes and chains come on top, for every command).
+    pub status_words: &'static [&'static str],
+    pub summary: &'static str,
+}
+
+use LifeCycle::{Active, Blank, Keyed};
+
+const ANY: &[LifeCycle] = LifeCycle::ALL;
+
+/// Status words the ISO layer answers for any command, before the command runs.
+pub const ISO_LAYER_STATUS_WORDS: &[&str] = &["6700", "6881", "6882", "6883", "6D00", "6E00"];
+
+pub const SELECT: CommandDef = CommandDef {
+    name: "SELECT",
+    cla: CLA_ISO,
+    ins: ins::SELECT,
+    p1p2: "0400, 040C",
+    body: Body::Required,
+    states: ANY,
+    writes: false,
+    status_words: &["9000", "61xx", "6A82", "6A86"],
+    summary: "select the valuecard application by its exact AID; answers the FCI",
+};
+
+pub const GET_RESPONSE: CommandDef = CommandDef {
+    name: "GET RESPONSE",
+    cla: CLA_ISO,
+    ins: ins::GET_RESPONSE,
+    p1p2: "0000",
+    body: Body::None,
+    states: ANY,
+    writes: false,
+    status_words: &["9000", "61xx", "6985", "6A86"],
+    summary: "fetch the rest of a response announced by 61xx",
+};
+
+pub const GET_DATA: CommandDef = CommandDef {
+    name: "GET DATA",
+    cla: CLA_ISO,
+    ins: ins::GET_DATA,
+    p1p2: "00C1-00C4, 00C7, 00C8, 00E5, 00E6, 006E",
+    body: Body::None,
+    states: ANY,
+    writes: false,
+    status_words: &["9000", "61xx", "6A86", "6A88"],
+    summary: "read one data object (P1 P2 = its tag), or all of them (006E)",
+};
+
+pub const VERIFY: CommandDef = CommandDef {
+    name: "VERIFY",
+    cla: CLA_ISO,
+    ins: ins::VERIFY,
+    p1p2: "0081",
+    body: Body::Optional,
+    states: &[Active],
+    writes: true,
+    status_words: &["9000", "63Cx", "6581", "6983", "6985", "6A86"],
+    summary: "check the PIN; an empty body asks for the tries left",
+};
+
+pub const CHANGE_REFERENCE_DATA: CommandDef = CommandDef {
+    name: "CHANGE REFERENCE DATA",
+    cla: CLA_ISO,
+    ins: ins::CHANGE_REFERENCE_DATA,
+    p1p2: "0081",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &["9000", "63Cx", "6581", "6983", "6985", "6A80", "6A86"],
+    summary: "replace the PIN, given the current one",
+};
+
+pub const GENERATE_KEY: CommandDef = CommandDef {
+    name: "GENERATE KEY",
+    cla: CLA_PROPRIETARY,
+    ins: ins::GENERATE_KEY,
+    p1p2: "0000",
+    body: Body::None,
+    states: &[Blank],
+    writes: true,
+    status_words: &["9000", "61xx", "6581", "6985", "6A86"],
+    summary: "make the card's P-256 key pair on the card; answers the public key",
+};
+
+pub const PERSONALIZE: CommandDef = CommandDef {
+    name: "PERSONALIZE",
+    cla: CLA_PROPRIETARY,
+    ins: ins::PERSONALIZE,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Keyed],
+    writes: true,
+    status_words: &["9000", "6581", "6985", "6A80", "6A86"],
+    summary: "install the issuer and arbiter keys, the card certificate and the PIN, once",
+};
+
+pub const TEST_RESET: CommandDef = CommandDef {
+    name: "TEST RESET",
+    cla: CLA_PROPRIETARY,
+    ins: ins::TEST_RESET,
+    p1p2: "0000",
+    body: Body::None,
+    states: ANY,
+    writes: true,
+    status_words: &["9000", "6581", "6A86"],
+    summary: "emulator in test mode only: erase the card back to blank (otherwise 6D00)",
+};
+
+/// Every command, in the order `SPEC.md` presents them.
+pub const COMMANDS: &[CommandDef] = &[
+    SELECT,
+    GET_RESPONSE,
+    GET_DATA,
+    VERIFY,
+    CHANGE_REFERENCE_DATA,
+    GENERATE_KEY,
+    PERSONALIZE,
+    TEST_RESET,
+];
+
+/// The command for a CLA (chaining bit ignored) and INS, if there is one.
+pub fn lookup(cla: u8, ins: u8) -> Option<&'static CommandDef> {
+    let class = cla & !crate::CLA_CHAIN;
+    COMMANDS.iter().find(|c| c.cla == class && c.ins == ins)
+}
+
+/// The summary table of `SPEC.md`, generated from [`COMMANDS`].
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| command | CLA | INS | P1 P2 | case | states | writes | status words |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for c in COMMANDS {
+        let states: Vec<&str> = c.states.iter().map(|s| s.name()).collect();
+        out.push_str(&format!(
+            "| {} | {:02X} | {:02X} | {} | {} | {} | {} | {} |\n",
+            c.name,
+            c.cla,
+            c.ins,
+            c.p1p2,
+            c.body.cases(),
+            states.join(", "),
+            if c.writes { "yes" } else { "no" },
+            c.status_words.join(" "),
+        ));
+    }
+    out
+}
+
+/// The status-word table of `SPEC.md`, generated from the status catalogue.
+pub fn markdown_status_table() -> String {
+    let mut out = String::from("| SW | meaning |\n|---|---|\n");
+    for d in crate::status::CARD_STATUS_WORDS {
+        out.push_str(&format!("| {} | {} |\n", d.pattern, d.meaning));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_unique_and_its_words_are_card_words() {
+        for (i, a) in COMMANDS.iter().enumerate() {
+            for b in &COMMANDS[i + 1..] {
+                assert!(!(a.cla == b.cla && a.ins == b.ins), "{} and {}", a.name, b.name);
+            }
+            for sw in a.status_words.iter().chain(ISO_LAYER_STATUS_WORDS) {
+                assert!(
+                    crate::status::CARD_STATUS_WORDS.iter().any(|d| d.pattern == *sw),
+                    "{} lists {sw}, which the status catalogue lacks",
+                    a.name
+                );
+            }
+        }
+        assert_eq!(lookup(0x90, ins::PERSONALIZE).map(|c| c.name), Some("PERSONALIZE"));
+        assert!(lookup(0x80, ins::SELECT).is_none());
+    }
+}

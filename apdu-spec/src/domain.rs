@@ -1,0 +1,18 @@
+//! Domain tags. Every signature in valuecard covers one, so that a signature made for one
+//! message type can never pass as another (PROTOCOLS.md, "Keys").
+
+/// The card certificate, signed by the issuer.
+pub const CERTIFICATE: &str = "valuecard/cert/v1";
+
+/// The bytes a signature covers: the tag, a zero byte (no tag contains one, so the split is
+/// unambiguous), then the message parts in order.
+pub fn tagged(domain: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let len = domain.len() + 1 + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(domain.as_bytes());
+    out.push(0);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
+}

@@ -1,0 +1,340 @@
+//! Data objects: what GET DATA answers and PERSONALIZE carries.
+//!
+//! The card encodes them and the terminal decodes them with the same code, so the two can
+//! never disagree on a tag.
+
+use serde::{Deserialize, Serialize};
+
+use crate::commands::LifeCycle;
+use crate::tlv::{self, Tlv, TlvError};
+
+/// Tags. GET DATA takes the tag of one object in P1 P2.
+pub mod tag {
+    /// The card's public key, compressed SEC1 (33 bytes).
+    pub const PUBLIC_KEY: u16 = 0xC1;
+    /// SHA-256 of the compressed public key.
+    pub const CARD_ID: u16 = 0xC2;
+    /// The card certificate (see `cert`).
+    pub const CERTIFICATE: u16 = 0xC3;
+    /// Life-cycle state, one byte.
+    pub const LIFE_CYCLE: u16 = 0xC4;
+    /// The issuer's public key, compressed SEC1.
+    pub const ISSUER_KEY: u16 = 0xC7;
+    /// The arbiter's public key, compressed SEC1.
+    pub const ARBITER_KEY: u16 = 0xC8;
+    /// The PIN: in PERSONALIZE only, never readable.
+    pub const PIN: u16 = 0xC9;
+    /// Counters: load, unload, PIN tries left.
+    pub const COUNTERS: u16 = 0xE5;
+    /// The value store: assets and tickets.
+    pub const VALUES: u16 = 0xE6;
+    /// All readable objects at once (application related data).
+    pub const ALL: u16 = 0x6E;
+
+    /// Inside COUNTERS.
+    pub const LOAD_COUNTER: u16 = 0x81;
+    pub const UNLOAD_COUNTER: u16 = 0x82;
+    pub const PIN_TRIES: u16 = 0x83;
+
+    /// Inside VALUES: one fungible asset, one ticket.
+    pub const ASSET: u16 = 0xE1;
+    pub const TICKET: u16 = 0xE2;
+    /// Inside ASSET and TICKET.
+    pub const ASSET_CODE: u16 = 0x81;
+    pub const AVAILABLE: u16 = 0x82;
+    pub const ESCROWED: u16 = 0x83;
+    pub const SERIAL: u16 = 0x84;
+    pub const ISSUER_SIGNATURE: u16 = 0x85;
+
+    /// The FCI answered by SELECT.
+    pub const FCI: u16 = 0x6F;
+    pub const FCI_AID: u16 = 0x84;
+    pub const FCI_PROPRIETARY: u16 = 0xA5;
+    pub const FCI_SPEC_VERSION: u16 = 0x80;
+
+    /// Inside CHANGE REFERENCE DATA.
+    pub const OLD_PIN: u16 = 0x81;
+    pub const NEW_PIN: u16 = 0x82;
+}
+
+/// The objects one GET DATA can name.
+pub const READABLE: &[u16] = &[
+    tag::PUBLIC_KEY,
+    tag::CARD_ID,
+    tag::CERTIFICATE,
+    tag::LIFE_CYCLE,
+    tag::ISSUER_KEY,
+    tag::ARBITER_KEY,
+    tag::COUNTERS,
+    tag::VALUES,
+    tag::ALL,
+];
+
+/// The card's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// The next load request's number.
+    pub load: u32,
+    /// The next unload receipt's number.
+    pub unload: u32,
+    /// PIN tries left (0 when no PIN is installed).
+    pub pin_tries: u8,
+}
+
+impl Counters {
+    pub fn to_tlv(&self) -> Tlv {
+        tlv::constructed(
+            tag::COUNTERS,
+            vec![
+                tlv::primitive(tag::LOAD_COUNTER, self.load.to_be_bytes()),
+                tlv::primitive(tag::UNLOAD_COUNTER, self.unload.to_be_bytes()),
+                tlv::primitive(tag::PIN_TRIES, [self.pin_tries]),
+            ],
+        )
+    }
+
+    pub fn from_children(children: &[Tlv]) -> Result<Self, TlvError> {
+        Ok(Counters {
+            load: u32::from_be_bytes(tlv::require_array(children, tag::LOAD_COUNTER)?),
+            unload: u32::from_be_bytes(tlv::require_array(children, tag::UNLOAD_COUNTER)?),
+            pin_tries: tlv::require_array::<1>(children, tag::PIN_TRIES)?[0],
+        })
+    }
+}
+
+/// A fungible asset on the card.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssetBalance {
+    /// Asset code, e.g. `JPY`: 1 to 8 printable ASCII bytes.
+    pub code: String,
+    /// Spendable amount.
+    pub available: u64,
+    /// Amount held in escrow by open exchanges: not spendable.
+    pub escrowed: u64,
+}
+
+/// A unique value: a ticket issued to this card.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub asset: String,
+    #[serde(with = "hex::serde")]
+    pub serial: Vec<u8>,
+    /// The issuer's signature over the asset, the serial and the owner card.
+    #[serde(with = "hex::serde")]
+    pub issuer_signature: Vec<u8>,
+    /// Held in escrow by an open exchange.
+    pub escrowed: bool,
+}
+
+/// The value store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Values {
+    pub assets: Vec<AssetBalance>,
+    pub tickets: Vec<Ticket>,
+}
+
+impl Values {
+    pub fn to_tlv(&self) -> Tlv {
+        let assets = self.assets.iter().map(|a| {
+            tlv::constructed(
+                tag::ASSET,
+                vec![
+                    tlv::primitive(tag::ASSET_CODE, a.code.as_bytes()),
+                    tlv::primitive(tag::AVAILABLE, a.available.to_be_bytes()),
+                    tlv::primitive(tag::ESCROWED, a.escrowed.to_be_bytes()),
+                ],
+            )
+        });
+        let tickets = self.tickets.iter().map(|t| {
+            tlv::constructed(
+                tag::TICKET,
+                vec![
+                    tlv::primitive(tag::ASSET_CODE, t.asset.as_bytes()),
+                    tlv::primitive(tag::SERIAL, t.serial.clone()),
+                    tlv::primitive(tag::ISSUER_SIGNATURE, t.issuer_signature.clone()),
+                    tlv::primitive(tag::ESCROWED, [u8::from(t.escrowed)]),
+                ],
+            )
+        });
+        tlv::constructed(tag::VALUES, assets.chain(tickets).collect())
+    }
+
+    pub fn from_children(children: &[Tlv]) -> Result<Self, TlvError> {
+        let mut values = Values::default();
+        for child in children {
+            let Some(fields) = tlv::find_constructed(std::slice::from_ref(child), tlv::tag_number(child)) else {
+                return Err(TlvError::Malformed);
+            };
+            let code = String::from_utf8(tlv::require(fields, tag::ASSET_CODE)?.to_vec())
+                .map_err(|_| TlvError::Malformed)?;
+            match tlv::tag_number(child) {
+                tag::ASSET => values.assets.push(AssetBalance {
+                    code,
+                    available: u64::from_be_bytes(tlv::require_array(fields, tag::AVAILABLE)?),
+                    escrowed: u64::from_be_bytes(tlv::require_array(fields, tag::ESCROWED)?),
+                }),
+                tag::TICKET => values.tickets.push(Ticket {
+                    asset: code,
+                    serial: tlv::require(fields, tag::SERIAL)?.to_vec(),
+                    issuer_signature: tlv::require(fields, tag::ISSUER_SIGNATURE)?.to_vec(),
+                    escrowed: tlv::require_array::<1>(fields, tag::ESCROWED)?[0] != 0,
+                }),
+                _ => return Err(TlvError::Malformed),
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// Everything GET DATA 006E tells about a card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardInfo {
+    pub life_cycle: LifeCycle,
+    pub public_key: Option<Vec<u8>>,
+    pub card_id: Option<[u8; 32]>,
+    pub certificate: Option<Vec<u8>>,
+    pub issuer_key: Option<Vec<u8>>,
+    pub arbiter_key: Option<Vec<u8>>,
+    pub counters: Counters,
+    pub values: Values,
+}
+
+impl CardInfo {
+    /// The objects inside the 6E template; absent ones are left out.
+    pub fn to_tlv(&self) -> Tlv {
+        let mut objects = vec![tlv::primitive(tag::LIFE_CYCLE, [self.life_cycle as u8])];
+        let optional = [
+            (tag::PUBLIC_KEY, self.public_key.clone()),
+            (tag::CARD_ID, self.card_id.map(|id| id.to_vec())),
+            (tag::CERTIFICATE, self.certificate.clone()),
+            (tag::ISSUER_KEY, self.issuer_key.clone()),
+            (tag::ARBITER_KEY, self.arbiter_key.clone()),
+        ];
+        for (t, v) in optional {
+            if let Some(v) = v {
+                objects.push(tlv::primitive(t, v));
+            }
+        }
+        objects.push(self.counters.to_tlv());
+        objects.push(self.values.to_tlv());
+        tlv::constructed(tag::ALL, objects)
+    }
+
+    /// Decodes the answer to GET DATA 006E.
+    pub fn decode(bytes: &[u8]) -> Result<Self, TlvError> {
+        let top = tlv::parse_all(bytes)?;
+        let objects = tlv::find_constructed(&top, tag::ALL).ok_or(TlvError::Missing(tag::ALL))?;
+        let life = tlv::require_array::<1>(objects, tag::LIFE_CYCLE)?[0];
+        Ok(CardInfo {
+            life_cycle: LifeCycle::from_byte(life).ok_or(TlvError::Malformed)?,
+            public_key: tlv::find(objects, tag::PUBLIC_KEY).map(<[u8]>::to_vec),
+            card_id: match tlv::find(objects, tag::CARD_ID) {
+                Some(id) => Some(id.try_into().map_err(|_| TlvError::Length(tag::CARD_ID))?),
+                None => None,
+            },
+            certificate: tlv::find(objects, tag::CERTIFICATE).map(<[u8]>::to_vec),
+            issuer_key: tlv::find(objects, tag::ISSUER_KEY).map(<[u8]>::to_vec),
+            arbiter_key: tlv::find(objects, tag::ARBITER_KEY).map(<[u8]>::to_vec),
+            counters: Counters::from_children(
+                tlv::find_constructed(objects, tag::COUNTERS).ok_or(TlvError::Missing(tag::COUNTERS))?,
+            )?,
+            values: Values::from_children(
+                tlv::find_constructed(objects, tag::VALUES).ok_or(TlvError::Missing(tag::VALUES))?,
+            )?,
+        })
+    }
+}
+
+/// The body of PERSONALIZE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Personalization {
+    pub issuer_key: Vec<u8>,
+    pub arbiter_key: Vec<u8>,
+    pub certificate: Vec<u8>,
+    pub pin: Vec<u8>,
+}
+
+impl Personalization {
+    pub fn encode(&self) -> Vec<u8> {
+        tlv::encode_all(&[
+            tlv::primitive(tag::ISSUER_KEY, self.issuer_key.clone()),
+            tlv::primitive(tag::ARBITER_KEY, self.arbiter_key.clone()),
+            tlv::primitive(tag::CERTIFICATE, self.certificate.clone()),
+            tlv::primitive(tag::PIN, self.pin.clone()),
+        ])
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, TlvError> {
+        let objects = tlv::parse_all(bytes)?;
+        Ok(Personalization {
+            issuer_key: tlv::require(&objects, tag::ISSUER_KEY)?.to_vec(),
+            arbiter_key: tlv::require(&objects, tag::ARBITER_KEY)?.to_vec(),
+            certificate: tlv::require(&objects, tag::CERTIFICATE)?.to_vec(),
+            pin: tlv::require(&objects, tag::PIN)?.to_vec(),
+        })
+    }
+}
+
+/// The body of CHANGE REFERENCE DATA: the current PIN and the new one.
+pub fn encode_pin_change(old: &[u8], new: &[u8]) -> Vec<u8> {
+    tlv::encode_all(&[tlv::primitive(tag::OLD_PIN, old), tlv::primitive(tag::NEW_PIN, new)])
+}
+
+/// Splits a CHANGE REFERENCE DATA body into (current PIN, new PIN).
+pub fn decode_pin_change(bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>), TlvError> {
+    let objects = tlv::parse_all(bytes)?;
+    Ok((tlv::require(&objects, tag::OLD_PIN)?.to_vec(), tlv::require(&objects, tag::NEW_PIN)?.to_vec()))
+}
+
+/// Whether a PIN has an acceptable form: 4 to 12 ASCII digits.
+pub fn pin_is_well_formed(pin: &[u8]) -> bool {
+    (crate::PIN_MIN_LEN..=crate::PIN_MAX_LEN).contains(&pin.len()) && pin.iter().all(u8::is_ascii_digit)
+}
+
+/// The FCI that SELECT answers.
+pub fn fci(life_cycle: LifeCycle) -> Vec<u8> {
+    tlv::constructed(
+        tag::FCI,
+        vec![
+            tlv::primitive(tag::FCI_AID, crate::AID),
+            tlv::constructed(
+                tag::FCI_PROPRIETARY,
+                vec![
+                    tlv::primitive(tag::FCI_SPEC_VERSION, [crate::SPEC_VERSION]),
+                    tlv::primitive(tag::LIFE_CYCLE, [life_cycle as u8]),
+                ],
+            ),
+        ],
+    )
+    .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_info_round_trips() {
+        let info = CardInfo {
+            life_cycle: LifeCycle::Active,
+            public_key: Some(vec![2; 33]),
+            card_id: Some([7; 32]),
+            certificate: Some(vec![1, 2, 3]),
+            issuer_key: Some(vec![3; 33]),
+            arbiter_key: None,
+            counters: Counters { load: 4, unload: 5, pin_tries: 3 },
+            values: Values {
+                assets: vec![AssetBalance { code: "JPY".into(), available: 300, escrowed: 20 }],
+                tickets: vec![Ticket { asset: "TKT".into(), serial: vec![9], issuer_signature: vec![8; 64], escrowed: true }],
+            },
+        };
+        assert_eq!(CardInfo::decode(&info.to_tlv().to_vec()), Ok(info));
+    }
+
+    #[test]
+    fn pin_forms() {
+        assert!(pin_is_well_formed(b"1234") && pin_is_well_formed(b"123456789012"));
+        assert!(!pin_is_well_formed(b"123") && !pin_is_well_formed(b"12a4"));
+        assert_eq!(decode_pin_change(&encode_pin_change(b"1234", b"98765")), Ok((b"1234".to_vec(), b"98765".to_vec())));
+    }
+}

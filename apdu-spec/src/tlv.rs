@@ -1,0 +1,130 @@
+//! BER-TLV bodies (ISO 7816-4, 5.2), on top of the `iso7816-tlv` crate.
+
+pub use iso7816_tlv::ber::{Tag, Tlv, Value};
+
+/// Why a body is not the TLV it should be.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TlvError {
+    #[error("malformed BER-TLV")]
+    Malformed,
+    #[error("missing tag {0:X}")]
+    Missing(u16),
+    #[error("tag {0:X} has the wrong length")]
+    Length(u16),
+}
+
+fn tag(t: u16) -> Tag {
+    // Every tag this crate names is a valid BER tag; the table tests prove it.
+    Tag::try_from(t).unwrap_or_else(|_| panic!("invalid BER tag {t:X} in apdu-spec"))
+}
+
+/// A primitive data object.
+pub fn primitive(t: u16, value: impl Into<Vec<u8>>) -> Tlv {
+    Tlv::new(tag(t), Value::Primitive(value.into()))
+        .unwrap_or_else(|_| panic!("tag {t:X} is constructed, not primitive"))
+}
+
+/// A constructed data object.
+pub fn constructed(t: u16, children: Vec<Tlv>) -> Tlv {
+    Tlv::new(tag(t), Value::Constructed(children))
+        .unwrap_or_else(|_| panic!("tag {t:X} is primitive, not constructed"))
+}
+
+/// Concatenated encodings of several objects.
+pub fn encode_all(objects: &[Tlv]) -> Vec<u8> {
+    objects.iter().flat_map(Tlv::to_vec).collect()
+}
+
+/// Parses a body that must consist of whole TLV objects and nothing else.
+pub fn parse_all(mut bytes: &[u8]) -> Result<Vec<Tlv>, TlvError> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (tlv, rest) = Tlv::parse(bytes);
+        out.push(tlv.map_err(|_| TlvError::Malformed)?);
+        bytes = rest;
+    }
+    Ok(out)
+}
+
+/// The tag of an object as a number.
+pub fn tag_number(tlv: &Tlv) -> u16 {
+    let n: u64 = tlv.tag().clone().into();
+    n as u16
+}
+
+/// The value of the first primitive object with this tag among `objects`.
+pub fn find(objects: &[Tlv], t: u16) -> Option<&[u8]> {
+    objects.iter().find(|o| tag_number(o) == t).and_then(|o| match o.value() {
+        Value::Primitive(v) => Some(v.as_slice()),
+        Value::Constructed(_) => None,
+    })
+}
+
+/// The children of the first constructed object with this tag among `objects`.
+pub fn find_constructed(objects: &[Tlv], t: u16) -> Option<&[Tlv]> {
+    objects.iter().find(|o| tag_number(o) == t).and_then(|o| match o.value() {
+        Value::Constructed(v) => Some(v.as_slice()),
+        Value::Primitive(_) => None,
+    })
+}
+
+/// Like [`find`], but the object must be there.
+pub fn require(objects: &[Tlv], t: u16) -> Result<&[u8], TlvError> {
+    find(objects, t).ok_or(TlvError::Missing(t))
+}
+
+/// Like [`require`], with a fixed length.
+pub fn require_array<const N: usize>(objects: &[Tlv], t: u16) -> Result<[u8; N], TlvError> {
+    require(objects, t)?.try_into().map_err(|_| TlvError::Length(t))
+}
+
+/// Whether a path of tags (outermost first) exists in `bytes`, e.g. `[0x6F, 0x84]`.
+pub fn has_path(bytes: &[u8], path: &[u16]) -> bool {
+    let Ok(top) = parse_all(bytes) else { return false };
+    let mut level: &[Tlv] = &top;
+    for (i, t) in path.iter().enumerate() {
+        let Some(obj) = level.iter().find(|o| tag_number(o) == *t) else { return false };
+        if i + 1 == path.len() {
+            return true;
+        }
+        match obj.value() {
+            Value::Constructed(children) => level = children,
+            Value::Primitive(_) => return false,
+        }
+    }
+    true
+}
+
+/// The value bytes at a path of tags: a primitive's value, or a constructed object's encoding
+/// of its children.
+pub fn value_at(bytes: &[u8], path: &[u16]) -> Option<Vec<u8>> {
+    let top = parse_all(bytes).ok()?;
+    let mut level: Vec<Tlv> = top;
+    for (i, t) in path.iter().enumerate() {
+        let obj = level.iter().find(|o| tag_number(o) == *t)?.clone();
+        match obj.value() {
+            Value::Primitive(v) if i + 1 == path.len() => return Some(v.clone()),
+            Value::Primitive(_) => return None,
+            Value::Constructed(children) if i + 1 == path.len() => return Some(encode_all(children)),
+            Value::Constructed(children) => level = children.clone(),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_paths() {
+        let fci = constructed(0x6F, vec![primitive(0x84, vec![1, 2]), constructed(0xA5, vec![primitive(0xC4, vec![3])])]);
+        let bytes = fci.to_vec();
+        assert_eq!(hex::encode_upper(&bytes), "6F0984020102A503C40103");
+        assert!(has_path(&bytes, &[0x6F, 0xA5, 0xC4]));
+        assert!(!has_path(&bytes, &[0x6F, 0xC4]));
+        assert_eq!(value_at(&bytes, &[0x6F, 0x84]), Some(vec![1, 2]));
+        assert!(parse_all(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(primitive(0x5F37, vec![]).to_vec(), vec![0x5F, 0x37, 0]);
+    }
+}

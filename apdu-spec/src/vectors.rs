@@ -1,0 +1,343 @@
+//! Conformance vectors: a declarative format (TOML, parsed with serde) and the pure parts of
+//! running one (expanding templates, checking responses). The terminal drives them over any
+//! transport; see `SPEC.md`, "Conformance vectors", for the format.
+
+use std::collections::BTreeMap;
+
+use p256::ecdsa::SigningKey;
+use serde::Deserialize;
+
+use crate::apdu::Response;
+use crate::commands::LifeCycle;
+use crate::objects::Personalization;
+use crate::{cert, status, tlv};
+
+/// Every vector file, embedded so that the CLI can run them without the source tree.
+pub const FILES: &[(&str, &str)] = &[
+    ("cases.toml", include_str!("../vectors/cases.toml")),
+    ("lengths.toml", include_str!("../vectors/lengths.toml")),
+    ("chaining.toml", include_str!("../vectors/chaining.toml")),
+    ("get-response.toml", include_str!("../vectors/get-response.toml")),
+    ("select.toml", include_str!("../vectors/select.toml")),
+    ("class-ins-params.toml", include_str!("../vectors/class-ins-params.toml")),
+    ("lifecycle.toml", include_str!("../vectors/lifecycle.toml")),
+    ("pin.toml", include_str!("../vectors/pin.toml")),
+];
+
+/// The PIN the conformance preconditions install.
+pub const TEST_PIN: &[u8] = b"123456";
+/// Issuer and arbiter keys of the conformance preconditions: test keys, published here on
+/// purpose, never used outside the conformance suite.
+const TEST_ISSUER_SECRET: [u8; 32] = [0x11; 32];
+const TEST_ARBITER_SECRET: [u8; 32] = [0x22; 32];
+const TEST_OTHER_ISSUER_SECRET: [u8; 32] = [0x33; 32];
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorFile {
+    #[serde(rename = "vector")]
+    pub vectors: Vec<Vector>,
+}
+
+/// The card state a vector starts from.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Given {
+    /// No key: TEST RESET, then SELECT.
+    Blank,
+    /// Key made (`PUBLIC_KEY` and `CARD_ID` are bound): blank, then GENERATE KEY.
+    Keyed,
+    /// Personalised with the test keys and [`TEST_PIN`]: keyed, then PERSONALIZE.
+    Active,
+}
+
+impl Given {
+    pub fn life_cycle(self) -> LifeCycle {
+        match self {
+            Given::Blank => LifeCycle::Blank,
+            Given::Keyed => LifeCycle::Keyed,
+            Given::Active => LifeCycle::Active,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vector {
+    pub name: String,
+    pub given: Given,
+    /// A malformed-input vector: its commands also seed the fuzzer's corpus.
+    #[serde(default)]
+    pub malformed: bool,
+    #[serde(rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// A command APDU as a hex template (see [`expand`]).
+    pub send: Option<String>,
+    /// Instead of a command: a warm reset of the card.
+    #[serde(default)]
+    pub reset: bool,
+    /// Instead of a command: power the card off and on.
+    #[serde(default)]
+    pub power_cycle: bool,
+    /// Expected status word, with `x` wildcard nibbles.
+    pub sw: Option<String>,
+    /// Expected data, exactly (a hex template).
+    pub data: Option<String>,
+    /// Expected data length.
+    pub data_len: Option<usize>,
+    /// Expected data, hex with `xx` for any byte.
+    pub data_mask: Option<String>,
+    /// TLV paths that must be present in the data, e.g. `6F/A5/C4`.
+    #[serde(default)]
+    pub tlv: Vec<String>,
+    /// Variables to bind from the data: `data` (all of it) or `tlv:6E/C1`.
+    #[serde(default)]
+    pub capture: BTreeMap<String, String>,
+    pub note: Option<String>,
+}
+
+/// Loads every embedded vector file.
+pub fn all() -> Result<Vec<(String, Vector)>, String> {
+    let mut out = Vec::new();
+    for (file, text) in FILES {
+        let parsed: VectorFile = toml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+        out.extend(parsed.vectors.into_iter().map(|v| (file.to_string(), v)));
+    }
+    Ok(out)
+}
+
+/// Variables of a running vector: name to bytes.
+pub type Vars = BTreeMap<String, Vec<u8>>;
+
+/// The variables every vector starts with.
+pub fn initial_vars() -> Vars {
+    let mut vars = Vars::new();
+    vars.insert("AID".into(), crate::AID.to_vec());
+    vars.insert("PIN".into(), TEST_PIN.to_vec());
+    vars
+}
+
+fn test_key(secret: &[u8; 32]) -> SigningKey {
+    SigningKey::from_slice(secret).unwrap_or_else(|_| panic!("test key constants are valid scalars"))
+}
+
+/// Variables computed from others: the PERSONALIZE bodies for the card whose public key is
+/// bound to `PUBLIC_KEY`.
+fn derived(name: &str, vars: &Vars) -> Option<Vec<u8>> {
+    let card_key = cert::decode_public_key(vars.get("PUBLIC_KEY")?)?;
+    let issuer = test_key(&TEST_ISSUER_SECRET);
+    let arbiter = test_key(&TEST_ARBITER_SECRET);
+    let (signer, pin): (SigningKey, &[u8]) = match name {
+        "PERSONALIZATION" => (issuer.clone(), TEST_PIN),
+        // Signed by an issuer other than the one the body installs.
+        "PERSONALIZATION_FOREIGN_CERT" => (test_key(&TEST_OTHER_ISSUER_SECRET), TEST_PIN),
+        "PERSONALIZATION_BAD_PIN" => (issuer.clone(), b"12ab"),
+        _ => return None,
+    };
+    let certificate = cert::Certificate::issue(&signer, &card_key, 0, u64::MAX).encode();
+    Some(
+        Personalization {
+            issuer_key: cert::encode_public_key(issuer.verifying_key()).to_vec(),
+            arbiter_key: cert::encode_public_key(arbiter.verifying_key()).to_vec(),
+            certificate,
+            pin: pin.to_vec(),
+        }
+        .encode(),
+    )
+}
+
+/// Looks a variable up, computing the derived ones.
+pub fn lookup(name: &str, vars: &Vars) -> Option<Vec<u8>> {
+    vars.get(name).cloned().or_else(|| derived(name, vars))
+}
+
+/// Expands a hex template: hex digits (spaces ignored) and `${...}` expressions:
+/// `${NAME}`, `${NAME[a..b]}` or `${NAME[a..]}` (a byte slice), `${lc:EXPR}` (the one-byte
+/// length of EXPR), `${lc3:EXPR}` (its extended length, `00 L1 L2`), `${fill:N:XX}` (N
+/// bytes of XX).
+pub fn expand(template: &str, vars: &Vars) -> Result<Vec<u8>, String> {
+    let mut hex_digits = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        hex_digits.push_str(&rest[..start]);
+        let end = rest[start..].find('}').ok_or_else(|| format!("unclosed ${{ in {template:?}"))? + start;
+        let value = expand_expr(&rest[start + 2..end], vars)?;
+        hex_digits.push_str(&hex::encode(value));
+        rest = &rest[end + 1..];
+    }
+    hex_digits.push_str(rest);
+    let cleaned: String = hex_digits.chars().filter(|c| !c.is_whitespace()).collect();
+    hex::decode(&cleaned).map_err(|e| format!("bad hex in {template:?}: {e}"))
+}
+
+fn expand_expr(expr: &str, vars: &Vars) -> Result<Vec<u8>, String> {
+    if let Some(inner) = expr.strip_prefix("lc:") {
+        let len = expand_expr(inner, vars)?.len();
+        return u8::try_from(len).map(|l| vec![l]).map_err(|_| format!("{inner} is too long for a short Lc"));
+    }
+    if let Some(inner) = expr.strip_prefix("lc3:") {
+        let len = expand_expr(inner, vars)?.len();
+        let len = u16::try_from(len).map_err(|_| format!("{inner} is too long for an extended Lc"))?;
+        let [a, b] = len.to_be_bytes();
+        return Ok(vec![0, a, b]);
+    }
+    if let Some(spec) = expr.strip_prefix("fill:") {
+        let (count, byte) = spec.split_once(':').ok_or_else(|| format!("bad fill: {expr}"))?;
+        let count: usize = count.parse().map_err(|_| format!("bad fill count: {expr}"))?;
+        let byte = u8::from_str_radix(byte, 16).map_err(|_| format!("bad fill byte: {expr}"))?;
+        return Ok(vec![byte; count]);
+    }
+    let (name, range) = match expr.split_once('[') {
+        Some((name, range)) => (name, Some(range.strip_suffix(']').ok_or_else(|| format!("bad slice: {expr}"))?)),
+        None => (expr, None),
+    };
+    let value = lookup(name, vars).ok_or_else(|| format!("variable {name} is not bound"))?;
+    let Some(range) = range else { return Ok(value) };
+    let (from, to) = range.split_once("..").ok_or_else(|| format!("bad slice: {expr}"))?;
+    let from: usize = from.parse().map_err(|_| format!("bad slice: {expr}"))?;
+    let to: usize = if to.is_empty() { value.len() } else { to.parse().map_err(|_| format!("bad slice: {expr}"))? };
+    value.get(from..to).map(<[u8]>::to_vec).ok_or_else(|| format!("slice out of range: {expr}"))
+}
+
+fn parse_path(path: &str) -> Result<Vec<u16>, String> {
+    path.split('/')
+        .map(|t| u16::from_str_radix(t, 16).map_err(|_| format!("bad TLV path {path:?}")))
+        .collect()
+}
+
+impl Step {
+    /// Checks a response against this step's expectations and binds its captures.
+    pub fn check(&self, response: &Response, vars: &mut Vars) -> Result<(), String> {
+        let got = format!("got {response:?}");
+        // CONFORMANCE.md: error status words never carry data, whatever the vector says.
+        if !status::allows_data(response.sw) && !response.data.is_empty() {
+            return Err(format!("error status with data: {got}"));
+        }
+        if let Some(sw) = &self.sw {
+            if !status::sw_matches(sw, response.sw) {
+                return Err(format!("expected SW {sw} ({}), {got}", status::describe(u16::from_str_radix(&sw.replace(['x', 'X'], "0"), 16).unwrap_or(0))));
+            }
+        }
+        if let Some(data) = &self.data {
+            let want = expand(data, vars)?;
+            if want != response.data {
+                return Err(format!("expected data {}, {got}", hex::encode_upper(want)));
+            }
+        }
+        if let Some(len) = self.data_len {
+            if response.data.len() != len {
+                return Err(format!("expected {len} data bytes, {got}"));
+            }
+        }
+        if let Some(mask) = &self.data_mask {
+            let mask: Vec<char> = mask.chars().filter(|c| !c.is_whitespace()).collect();
+            let actual: Vec<char> = hex::encode_upper(&response.data).chars().collect();
+            let ok = mask.len() == actual.len()
+                && mask.iter().zip(&actual).all(|(m, a)| *m == 'x' || m.eq_ignore_ascii_case(a));
+            if !ok {
+                return Err(format!("data does not match mask {}, {got}", mask.iter().collect::<String>()));
+            }
+        }
+        for path in &self.tlv {
+            if !tlv::has_path(&response.data, &parse_path(path)?) {
+                return Err(format!("data lacks TLV {path}, {got}"));
+            }
+        }
+        for (name, source) in &self.capture {
+            let value = if source == "data" {
+                response.data.clone()
+            } else if let Some(path) = source.strip_prefix("tlv:") {
+                tlv::value_at(&response.data, &parse_path(path)?).ok_or_else(|| format!("no TLV {path} to capture, {got}"))?
+            } else {
+                return Err(format!("bad capture source {source:?}"));
+            };
+            vars.insert(name.clone(), value);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_in_the_folder_is_embedded_and_parses() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .expect("vectors folder")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = FILES.iter().map(|(n, _)| n.to_string()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+        let vectors = all().expect("vectors parse");
+        for (file, v) in &vectors {
+            for step in &v.steps {
+                let kinds = usize::from(step.send.is_some()) + usize::from(step.reset) + usize::from(step.power_cycle);
+                assert_eq!(kinds, 1, "{file}: {}: each step sends, resets or power-cycles", v.name);
+                assert_eq!(step.send.is_some(), step.sw.is_some(), "{file}: {}: a sent command needs an SW", v.name);
+            }
+        }
+        let mut names: Vec<&str> = vectors.iter().map(|(_, v)| v.name.as_str()).collect();
+        names.sort();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "vector names are unique");
+    }
+
+    #[test]
+    fn templates() {
+        let mut vars = initial_vars();
+        vars.insert("X".into(), vec![1, 2, 3, 4]);
+        assert_eq!(expand("00 A4 ${lc:AID} ${AID}", &vars).ok(), Some([&[0, 0xA4, 7][..], crate::AID].concat()));
+        assert_eq!(expand("${X[1..3]}${X[3..]}", &vars).ok(), Some(vec![2, 3, 4]));
+        assert_eq!(expand("${lc3:fill:300:AA}", &vars).ok(), Some(vec![0, 1, 0x2C]));
+        assert!(expand("${NOPE}", &vars).is_err());
+        assert!(expand("${X[2..9]}", &vars).is_err());
+    }
+
+    #[test]
+    fn checks() {
+        let mut vars = initial_vars();
+        let step = Step { sw: Some("90xx".into()), data_mask: Some("6Fxx".into()), capture: [("D".to_string(), "data".to_string())].into(), ..Step::default() };
+        assert!(step.check(&Response { data: vec![0x6F, 1], sw: 0x9000 }, &mut vars).is_ok());
+        assert_eq!(vars.get("D"), Some(&vec![0x6F, 1]));
+        assert!(step.check(&Response { data: vec![0x6E, 1], sw: 0x9000 }, &mut vars).is_err());
+        let plain = Step { sw: Some("6700".into()), ..Step::default() };
+        assert!(plain.check(&Response { data: vec![1], sw: 0x6700 }, &mut vars).is_err(), "data with an error");
+    }
+}
+
+fn command(send: &str, sw: &str) -> Step {
+    Step { send: Some(send.into()), sw: Some(sw.into()), ..Step::default() }
+}
+
+/// The steps that bring a card into a vector's starting state. They rely on TEST RESET, so
+/// the card must allow it (the emulator's `--test-mode`).
+pub fn setup(given: Given) -> Vec<Step> {
+    let mut steps = vec![
+        command("80 7E 00 00", "9000"),
+        command("00 A4 04 0C ${lc:AID} ${AID}", "9000"),
+    ];
+    if matches!(given, Given::Keyed | Given::Active) {
+        let mut generate = command("80 47 00 00 00", "9000");
+        generate.capture.insert("PUBLIC_KEY".into(), "tlv:C1".into());
+        steps.push(generate);
+        let mut id = command("00 CA 00 C2 00", "9000");
+        id.capture.insert("CARD_ID".into(), "tlv:C2".into());
+        steps.push(id);
+    }
+    if given == Given::Active {
+        steps.push(command("80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}", "9000"));
+    }
+    steps
+}
