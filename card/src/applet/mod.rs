@@ -1,0 +1,155 @@
+//! The card core: complete commands in, response data or a status word out.
+//!
+//! Dispatch follows one order for every command: INS, then P1 P2, then the body's
+//! presence, then the life-cycle state, and only then the command's own handler, so that
+//! a handler never sees a command that the table in `apdu-spec` does not allow.
+
+mod data;
+mod lifecycle;
+mod pin;
+mod select;
+
+use apdu_spec::commands::{self, CommandDef, LifeCycle, ins};
+use apdu_spec::{Apdu, Status};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::state::{Persistent, Volatile};
+use crate::storage::{Storage, StorageError};
+
+pub struct Applet {
+    persistent: Persistent,
+    /// The last state that reached storage. After every command `persistent` equals it:
+    /// a change that was not committed is discarded, never half-kept.
+    committed: Persistent,
+    volatile: Volatile,
+    storage: Box<dyn Storage + Send>,
+    rng: StdRng,
+    test_mode: bool,
+}
+
+impl Applet {
+    /// Loads the state from `storage`; a card that never committed starts blank and commits
+    /// that at once, so that its state file exists from the start.
+    pub fn new(mut storage: Box<dyn Storage + Send>, test_mode: bool, rng_seed: Option<u64>) -> Result<Self, StorageError> {
+        let persistent = match storage.load()? {
+            Some(bytes) => decode(&bytes)?,
+            None => {
+                let blank = Persistent::blank();
+                storage.commit(&encode(&blank))?;
+                blank
+            }
+        };
+        let rng = match rng_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => rand::make_rng(),
+        };
+        Ok(Applet { committed: persistent.clone(), persistent, volatile: Volatile::default(), storage, rng, test_mode })
+    }
+
+    pub fn persistent(&self) -> &Persistent {
+        &self.persistent
+    }
+
+    pub fn volatile(&self) -> &Volatile {
+        &self.volatile
+    }
+
+    /// Reset, power-off: volatile state is gone.
+    pub fn clear_volatile(&mut self) {
+        self.volatile = Volatile::default();
+    }
+
+    pub fn process(&mut self, apdu: &Apdu) -> Result<Vec<u8>, Status> {
+        let def = commands::lookup(apdu.cla, apdu.ins).ok_or(Status::InstructionNotSupportedOrInvalid)?;
+        if def.ins == ins::TEST_RESET && !self.test_mode {
+            return Err(Status::InstructionNotSupportedOrInvalid);
+        }
+        if !params_allowed(def, apdu) {
+            return Err(Status::IncorrectP1OrP2Parameter);
+        }
+        let has_body = !apdu.data.is_empty();
+        let body_ok = match def.body {
+            commands::Body::None => !has_body,
+            commands::Body::Required => has_body,
+            commands::Body::Optional => true,
+        };
+        if !body_ok {
+            return Err(Status::WrongLength);
+        }
+        if !def.states.contains(&self.persistent.life_cycle()) {
+            return Err(Status::ConditionsOfUseNotSatisfied);
+        }
+        let result = self.execute(def, apdu);
+        if self.persistent != self.committed {
+            // Only a bug gets here; the card still never keeps an uncommitted change.
+            debug_assert!(false, "{} changed state without committing", def.name);
+            self.persistent = self.committed.clone();
+        }
+        result
+    }
+
+    fn execute(&mut self, def: &CommandDef, apdu: &Apdu) -> Result<Vec<u8>, Status> {
+        match def.ins {
+            ins::SELECT => self.select(apdu),
+            ins::GET_DATA => self.get_data(apdu.p1p2()),
+            ins::VERIFY => self.verify(apdu.data),
+            ins::CHANGE_REFERENCE_DATA => self.change_pin(apdu.data),
+            ins::GENERATE_KEY => self.generate_key(),
+            ins::PERSONALIZE => self.personalize(apdu.data),
+            ins::TEST_RESET => self.test_reset(),
+            // GET RESPONSE belongs to the ISO layer and never reaches the applet.
+            _ => Err(Status::InstructionNotSupportedOrInvalid),
+        }
+    }
+
+    /// Commits the persistent state before the card answers. On failure the card goes back
+    /// to what storage holds and answers 6581.
+    fn commit(&mut self) -> Result<(), Status> {
+        match self.storage.commit(&encode(&self.persistent)) {
+            Ok(()) => {
+                self.committed = self.persistent.clone();
+                Ok(())
+            }
+            Err(_) => {
+                self.persistent = match self.storage.load() {
+                    Ok(Some(bytes)) => decode(&bytes).unwrap_or_else(|_| self.committed.clone()),
+                    _ => self.committed.clone(),
+                };
+                self.committed = self.persistent.clone();
+                Err(Status::MemoryFailure)
+            }
+        }
+    }
+
+    fn life_cycle(&self) -> LifeCycle {
+        self.persistent.life_cycle()
+    }
+}
+
+fn params_allowed(def: &CommandDef, apdu: &Apdu) -> bool {
+    match def.ins {
+        ins::SELECT => {
+            apdu.p1 == commands::SELECT_BY_NAME
+                && matches!(apdu.p2, commands::SELECT_RETURN_FCI | commands::SELECT_NO_RESPONSE)
+        }
+        ins::GET_DATA => apdu_spec::objects::READABLE.contains(&apdu.p1p2()),
+        ins::VERIFY | ins::CHANGE_REFERENCE_DATA => apdu.p1 == 0 && apdu.p2 == apdu_spec::PIN_REFERENCE,
+        _ => apdu.p1p2() == 0,
+    }
+}
+
+/// The state-file encoding: JSON, so that a developer can read a card's state.
+pub fn encode(state: &Persistent) -> Vec<u8> {
+    // Serialising plain data with string keys cannot fail.
+    serde_json::to_vec_pretty(state).unwrap_or_default()
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Persistent, StorageError> {
+    let state: Persistent = serde_json::from_slice(bytes)
+        .map_err(|e| StorageError::Corrupt { path: String::new(), reason: e.to_string() })?;
+    if state.format != crate::state::FORMAT {
+        return Err(StorageError::Corrupt { path: String::new(), reason: format!("unknown format {}", state.format) });
+    }
+    Ok(state)
+}
