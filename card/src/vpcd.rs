@@ -122,13 +122,10 @@ fn session(card: &mut Card, mut stream: TcpStream, options: ServeOptions, shutdo
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         }
+        quickack(&stream, options)?;
         frame.resize(u16::from_be_bytes(len) as usize, 0);
         stream.read_exact(&mut frame)?;
-        if options.tuned {
-            // Linux clears QUICKACK after it acknowledges; re-arming it after every read is
-            // what keeps vpcd's two-part writes from waiting on a delayed ACK.
-            SockRef::from(&stream).set_tcp_quickack(true)?;
-        }
+        quickack(&stream, options)?;
         if shutdown.is_triggered() {
             return Ok(());
         }
@@ -161,5 +158,17 @@ fn session(card: &mut Card, mut stream: TcpStream, options: ServeOptions, shutdo
         out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
         out.extend_from_slice(payload);
         stream.write_all(&out)?;
+        quickack(&stream, options)?;
     }
+}
+
+/// vpcd writes a frame's length and payload in two calls without TCP_NODELAY, so its
+/// payload waits until our ACK of the length arrives. Linux leaves quick-ACK mode on its
+/// own (after each ACK, and when traffic looks interactive): re-arming it after every read
+/// and write is what keeps that ACK from being delayed by ~40 ms.
+fn quickack(stream: &TcpStream, options: ServeOptions) -> io::Result<()> {
+    if options.tuned {
+        SockRef::from(stream).set_tcp_quickack(true)?;
+    }
+    Ok(())
 }
