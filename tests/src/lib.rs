@@ -1,0 +1,109 @@
+//! Harness for the PC/SC tier: virtual cards behind pcscd + vpcd, serialised across test
+//! processes by a file lock, because vpcd's two slots are shared by the whole machine.
+//!
+//! These tests fail, never skip, when pcscd or vpcd is missing: `make test` starts pcscd.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use valuecard_terminal::pcsc::list_readers;
+
+/// The reader vpcd shows for a slot.
+pub fn reader_name(slot: u16) -> String {
+    format!("Virtual PCD 00 {slot:02}")
+}
+
+/// Holds the machine-wide vpcd lock: one test at a time uses the vpcd slots.
+pub struct VpcdLock(#[allow(dead_code)] File);
+
+pub fn lock_vpcd() -> VpcdLock {
+    let file = File::create(std::env::temp_dir().join("valuecard-vpcd.lock")).expect("create the vpcd lock file");
+    file.lock().expect("lock the vpcd slots");
+    VpcdLock(file)
+}
+
+/// A binary of this workspace, built next to the test executables (`make test` builds them
+/// first with `cargo build --workspace --bins`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` (make test does)", path.display());
+    path
+}
+
+/// Fails with a clear message when pcscd or the vpcd readers are not there.
+pub fn require_pcscd() {
+    let readers = list_readers().unwrap_or_else(|e| {
+        panic!("pcscd is not reachable ({e}): install pcscd and vsmartcard-vpcd and start pcscd (make test does both)")
+    });
+    for slot in 0..2 {
+        let name = reader_name(slot);
+        assert!(
+            readers.iter().any(|r| r.name == name),
+            "pcscd has no reader {name:?}: is vsmartcard-vpcd installed? readers: {:?}",
+            readers.iter().map(|r| &r.name).collect::<Vec<_>>()
+        );
+    }
+}
+
+fn card_present(slot: u16) -> bool {
+    let name = reader_name(slot);
+    list_readers().map(|rs| rs.iter().any(|r| r.name == name && r.card_present)).unwrap_or(false)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A `valuecard-card` process in a vpcd slot, killed when dropped.
+pub struct VirtualCard {
+    child: Option<Child>,
+    pub slot: u16,
+    pub reader: String,
+    pub state: PathBuf,
+}
+
+impl VirtualCard {
+    pub fn start(slot: u16, state: &Path, test_mode: bool) -> Self {
+        require_pcscd();
+        assert!(!card_present(slot), "a card is already in {}: another valuecard-card is running", reader_name(slot));
+        let mut cmd = Command::new(bin("valuecard-card"));
+        cmd.args(["--slot", &slot.to_string(), "--state"]).arg(state);
+        if test_mode {
+            cmd.arg("--test-mode");
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start valuecard-card");
+        let card = VirtualCard { child: Some(child), slot, reader: reader_name(slot), state: state.to_path_buf() };
+        wait_until(&format!("the card in {}", card.reader), Duration::from_secs(15), || card_present(slot));
+        card
+    }
+
+    /// Kills the card process (a pulled card) and waits until pcscd sees it gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let slot = self.slot;
+            wait_until(&format!("the card to leave {}", self.reader), Duration::from_secs(15), || !card_present(slot));
+        }
+    }
+}
+
+impl Drop for VirtualCard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the `valuecard` CLI, returning (success, stdout, stderr).
+pub fn valuecard(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin("valuecard")).args(args).output().expect("run valuecard");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
