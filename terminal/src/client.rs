@@ -1,0 +1,389 @@
+//! The APDU client: what pcsc-lite leaves to the application (61xx, 6Cxx, command chaining,
+//! extended length), and typed valuecard commands on top.
+
+use std::fmt;
+
+use apdu_spec::apdu::{self, Apdu, Response};
+use apdu_spec::atr::Atr;
+use apdu_spec::commands::{self, ins};
+use apdu_spec::objects::{self, CardInfo, Personalization, tag};
+use apdu_spec::{status, tlv};
+
+use crate::transport::{Transport, TransportError};
+
+/// Longest command body a short APDU (or one chain link) carries.
+const SHORT_MAX: usize = 255;
+/// A card that keeps answering 61xx must not keep us looping for ever: no valuecard
+/// response comes near this.
+const MAX_RESPONSE_TOTAL: usize = 1 << 20;
+
+/// A command the card refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CardError {
+    pub command: &'static str,
+    pub sw: u16,
+}
+
+impl CardError {
+    /// What the user can do about it, if anything.
+    pub fn advice(&self) -> Option<&'static str> {
+        let command = self.command;
+        Some(match self.sw {
+            0x6982 => "verify the PIN first with `valuecard pin verify`",
+            0x6983 => {
+                "the PIN is blocked after too many wrong tries; the card no longer accepts PIN commands"
+            }
+            0x6A82 => "this card has no valuecard application: is it the right card?",
+            0x6581 => {
+                "the card kept its previous state; try again, and replace the card if it keeps failing"
+            }
+            0x6D00 if command == commands::TEST_RESET.name => {
+                "TEST RESET works only on the emulator started with --test-mode (valuecard-card --test-mode)"
+            }
+            0x6D00 | 0x6E00 => {
+                "the card does not know this command: is it a valuecard card of this version?"
+            }
+            0x6985 if command == commands::GENERATE_KEY.name => {
+                "the card already has its key (see `valuecard info`)"
+            }
+            0x6985 if command == commands::PERSONALIZE.name => {
+                "PERSONALIZE works once, on a keyed card; see the life-cycle state with `valuecard info`"
+            }
+            0x6985
+                if command == commands::VERIFY.name
+                    || command == commands::CHANGE_REFERENCE_DATA.name =>
+            {
+                "the card has no PIN yet: personalise it with `valuecard card init`"
+            }
+            0x6985 => "the card's state does not allow this; see `valuecard info`",
+            0x6A80 if command == commands::PERSONALIZE.name => {
+                "the card refused the personalisation: the certificate must be for this card's key and signed by the issuer key it installs, and the PIN must be 4 to 12 digits"
+            }
+            0x6A80 if command == commands::CHANGE_REFERENCE_DATA.name => {
+                "the new PIN must be 4 to 12 digits"
+            }
+            0x6A88 => "the card does not hold this object (yet); see `valuecard info`",
+            0x6700 | 0x6A86 | 0x6B00 | 0x6883 => {
+                "the card and this terminal disagree on the command encoding: run with --trace and report it"
+            }
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for CardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} failed with SW {:04X} ({})",
+            self.command,
+            self.sw,
+            status::describe(self.sw)
+        )?;
+        if let Some(advice) = self.advice() {
+            write!(f, ": {advice}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CardError {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Card(#[from] CardError),
+    #[error("the card answered {0} byte(s), which is not even a status word")]
+    ShortResponse(usize),
+    #[error("the answer to {command} is not what the specification says: {detail}")]
+    BadAnswer {
+        command: &'static str,
+        detail: String,
+    },
+    #[error("a command body of {0} bytes is more than an APDU can carry (65535)")]
+    TooLong(usize),
+    #[error(
+        "the card keeps answering 61xx: its response passed 1 MiB, far more than any valuecard object"
+    )]
+    EndlessResponse,
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// The PIN's state, as VERIFY and CHANGE REFERENCE DATA tell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinStatus {
+    /// VERIFY: the PIN is verified in this session. CHANGE REFERENCE DATA: the current PIN
+    /// was right and the new one is set.
+    Verified,
+    /// Not verified (or a wrong PIN); this many tries are left.
+    NotVerified {
+        tries_left: u8,
+    },
+    Blocked,
+}
+
+impl PinStatus {
+    fn from_sw(command: &'static str, sw: u16) -> Result<Self> {
+        match sw {
+            0x9000 => Ok(PinStatus::Verified),
+            0x63C0 | 0x6983 => Ok(PinStatus::Blocked),
+            sw if sw & 0xFFF0 == 0x63C0 => Ok(PinStatus::NotVerified {
+                tries_left: (sw & 0x0F) as u8,
+            }),
+            sw => Err(CardError { command, sw }.into()),
+        }
+    }
+}
+
+pub struct Client<T: Transport> {
+    transport: T,
+    extended_length: bool,
+}
+
+impl<T: Transport> Client<T> {
+    pub fn new(transport: T) -> Self {
+        // Only what the card advertises: a card that cannot parse extended APDUs may answer
+        // anything to one, so an unreadable ATR means short APDUs and chaining.
+        let extended_length = Atr::parse(&transport.atr())
+            .map(|a| a.capabilities().extended_length)
+            .unwrap_or(false);
+        Client {
+            transport,
+            extended_length,
+        }
+    }
+
+    pub fn transport(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Sends one APDU as it is and returns the card's answer as it is.
+    pub fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Response> {
+        let bytes = self.transport.transmit(apdu)?;
+        Response::from_bytes(&bytes).ok_or(ClientError::ShortResponse(bytes.len()))
+    }
+
+    /// Sends a command, as one extended APDU or as a chain when the body is longer than a
+    /// short APDU carries, and collects the whole response (6Cxx and 61xx resolved). `ne` is
+    /// 0 (no Le) up to 65536.
+    pub fn transmit(
+        &mut self,
+        cla: u8,
+        ins: u8,
+        p1: u8,
+        p2: u8,
+        data: &[u8],
+        ne: usize,
+    ) -> Result<Response> {
+        if data.len() > 65535 {
+            return Err(ClientError::TooLong(data.len()));
+        }
+        let ne = ne.min(65536);
+        if self.extended_length || (data.len() <= SHORT_MAX && ne <= 256) {
+            return self.transmit_apdu(&apdu::encode(cla, ins, p1, p2, data, ne, false));
+        }
+        // Without extended length a larger Ne comes through 61xx instead.
+        let ne = ne.min(256);
+        let mut links = data.chunks(SHORT_MAX).peekable();
+        while let Some(link) = links.next() {
+            if links.peek().is_none() {
+                return self.transmit_apdu(&apdu::encode(cla, ins, p1, p2, link, ne, false));
+            }
+            let answer = self.transmit_raw(&apdu::encode(
+                cla | apdu_spec::CLA_CHAIN,
+                ins,
+                p1,
+                p2,
+                link,
+                0,
+                false,
+            ))?;
+            if !answer.is_ok() {
+                return Ok(answer);
+            }
+        }
+        // Only an empty body gets here, and that never needs a chain.
+        self.transmit_apdu(&apdu::encode(cla, ins, p1, p2, data, ne, false))
+    }
+
+    /// Sends the bytes of one APDU exactly as given, then resolves 6Cxx and 61xx.
+    pub fn transmit_apdu(&mut self, command: &[u8]) -> Result<Response> {
+        let first = self.transmit_raw(command)?;
+        let first = self.retry_wrong_le(command, first)?;
+        self.collect(first)
+    }
+
+    /// 6Cxx: the card wants the same command again with Le = xx. Retried once only, so that
+    /// a confused card cannot make us loop.
+    fn retry_wrong_le(&mut self, command: &[u8], answer: Response) -> Result<Response> {
+        if answer.sw1() != 0x6C {
+            return Ok(answer);
+        }
+        let Ok(parsed) = Apdu::parse(command) else {
+            return Ok(answer);
+        };
+        let ne = if answer.sw2() == 0 {
+            256
+        } else {
+            usize::from(answer.sw2())
+        };
+        let again = apdu::encode(
+            parsed.cla,
+            parsed.ins,
+            parsed.p1,
+            parsed.p2,
+            parsed.data,
+            ne,
+            parsed.case.is_extended(),
+        );
+        self.transmit_raw(&again)
+    }
+
+    /// 61xx: GET RESPONSE until the card has nothing more.
+    fn collect(&mut self, mut answer: Response) -> Result<Response> {
+        let mut data = std::mem::take(&mut answer.data);
+        while answer.sw1() == 0x61 {
+            if data.len() > MAX_RESPONSE_TOTAL {
+                return Err(ClientError::EndlessResponse);
+            }
+            let ne = if answer.sw2() == 0 {
+                256
+            } else {
+                usize::from(answer.sw2())
+            };
+            let get_response =
+                apdu::encode(apdu_spec::CLA_ISO, ins::GET_RESPONSE, 0, 0, &[], ne, false);
+            answer = self.transmit_raw(&get_response)?;
+            answer = self.retry_wrong_le(&get_response, answer)?;
+            data.append(&mut answer.data);
+        }
+        answer.data = data;
+        Ok(answer)
+    }
+
+    /// Runs a command and insists on 9000.
+    fn command(
+        &mut self,
+        def: &commands::CommandDef,
+        p1: u8,
+        p2: u8,
+        data: &[u8],
+        ne: usize,
+    ) -> Result<Vec<u8>> {
+        let answer = self.transmit(def.cla, def.ins, p1, p2, data, ne)?;
+        if answer.is_ok() {
+            Ok(answer.data)
+        } else {
+            Err(CardError {
+                command: def.name,
+                sw: answer.sw,
+            }
+            .into())
+        }
+    }
+
+    /// SELECT the valuecard application; returns the FCI.
+    pub fn select(&mut self) -> Result<Vec<u8>> {
+        self.command(
+            &commands::SELECT,
+            commands::SELECT_BY_NAME,
+            commands::SELECT_RETURN_FCI,
+            apdu_spec::AID,
+            256,
+        )
+    }
+
+    /// GET DATA of one object (or 006E for all); returns the answer, TLV and all.
+    pub fn get_data(&mut self, object: u16) -> Result<Vec<u8>> {
+        let [p1, p2] = object.to_be_bytes();
+        self.command(&commands::GET_DATA, p1, p2, &[], 65536)
+    }
+
+    /// Everything the card tells about itself.
+    pub fn info(&mut self) -> Result<CardInfo> {
+        let answer = self.get_data(tag::ALL)?;
+        CardInfo::decode(&answer).map_err(|e| bad_answer(commands::GET_DATA.name, e))
+    }
+
+    /// The card's public key, compressed SEC1.
+    pub fn public_key(&mut self) -> Result<[u8; 33]> {
+        let answer = self.get_data(tag::PUBLIC_KEY)?;
+        public_key_from(commands::GET_DATA.name, &answer)
+    }
+
+    /// VERIFY the PIN.
+    pub fn verify_pin(&mut self, pin: &[u8]) -> Result<PinStatus> {
+        let answer = self.transmit(
+            commands::VERIFY.cla,
+            commands::VERIFY.ins,
+            0,
+            apdu_spec::PIN_REFERENCE,
+            pin,
+            0,
+        )?;
+        PinStatus::from_sw(commands::VERIFY.name, answer.sw)
+    }
+
+    /// The PIN's state without using a try (VERIFY with an empty body).
+    pub fn pin_tries(&mut self) -> Result<PinStatus> {
+        self.verify_pin(&[])
+    }
+
+    /// CHANGE REFERENCE DATA: replace the PIN, given the current one.
+    pub fn change_pin(&mut self, old: &[u8], new: &[u8]) -> Result<PinStatus> {
+        let def = commands::CHANGE_REFERENCE_DATA;
+        let answer = self.transmit(
+            def.cla,
+            def.ins,
+            0,
+            apdu_spec::PIN_REFERENCE,
+            &objects::encode_pin_change(old, new),
+            0,
+        )?;
+        PinStatus::from_sw(def.name, answer.sw)
+    }
+
+    /// GENERATE KEY on a blank card; returns the new public key.
+    pub fn generate_key(&mut self) -> Result<[u8; 33]> {
+        let answer = self.command(&commands::GENERATE_KEY, 0, 0, &[], 256)?;
+        public_key_from(commands::GENERATE_KEY.name, &answer)
+    }
+
+    /// PERSONALIZE a keyed card.
+    pub fn personalize(&mut self, personalization: &Personalization) -> Result<()> {
+        self.command(&commands::PERSONALIZE, 0, 0, &personalization.encode(), 0)
+            .map(drop)
+    }
+
+    /// TEST RESET: erase an emulator in test mode back to blank.
+    pub fn test_reset(&mut self) -> Result<()> {
+        self.command(&commands::TEST_RESET, 0, 0, &[], 0).map(drop)
+    }
+}
+
+fn bad_answer(command: &'static str, detail: impl fmt::Display) -> ClientError {
+    ClientError::BadAnswer {
+        command,
+        detail: detail.to_string(),
+    }
+}
+
+fn public_key_from(command: &'static str, answer: &[u8]) -> Result<[u8; 33]> {
+    let objects = tlv::parse_all(answer).map_err(|e| bad_answer(command, e))?;
+    let key: [u8; 33] =
+        tlv::require_array(&objects, tag::PUBLIC_KEY).map_err(|e| bad_answer(command, e))?;
+    if apdu_spec::cert::decode_public_key(&key).is_none() {
+        return Err(bad_answer(command, "the public key is not a P-256 point"));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests;

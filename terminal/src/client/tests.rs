@@ -1,0 +1,285 @@
+use apdu_spec::cert::{self, Certificate};
+use p256::ecdsa::SigningKey;
+
+use super::*;
+use crate::transport::InProcess;
+
+/// Passes APDUs on and remembers them; may claim an ATR other than the card's.
+struct Recorder<T: Transport> {
+    inner: T,
+    atr: Option<Vec<u8>>,
+    sent: Vec<Vec<u8>>,
+}
+
+impl<T: Transport> Recorder<T> {
+    fn new(inner: T, atr: Option<Vec<u8>>) -> Self {
+        Recorder {
+            inner,
+            atr,
+            sent: Vec::new(),
+        }
+    }
+}
+
+impl<T: Transport> Transport for Recorder<T> {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+        self.sent.push(apdu.to_vec());
+        self.inner.transmit(apdu)
+    }
+    fn reset(&mut self) -> Result<(), TransportError> {
+        self.inner.reset()
+    }
+    fn power_cycle(&mut self) -> Result<(), TransportError> {
+        self.inner.power_cycle()
+    }
+    fn atr(&self) -> Vec<u8> {
+        self.atr.clone().unwrap_or_else(|| self.inner.atr())
+    }
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+}
+
+/// Our ATR with the extended-length bit cleared (card capabilities `80`: chaining only).
+fn atr_without_extended_length() -> Vec<u8> {
+    let mut atr = vec![0x3B, 0x85, 0x01, 0x80, 0x73, 0x80, 0x01, 0x80];
+    let tck = atr[1..].iter().fold(0, |a, b| a ^ b);
+    atr.push(tck);
+    assert!(
+        !Atr::parse(&atr)
+            .expect("valid ATR")
+            .capabilities()
+            .extended_length
+    );
+    atr
+}
+
+fn card(atr: Option<Vec<u8>>) -> Client<Recorder<InProcess>> {
+    Client::new(Recorder::new(InProcess::in_memory(false), atr))
+}
+
+fn personalised(client: &mut Client<Recorder<InProcess>>) {
+    client.select().expect("SELECT");
+    let key = client.generate_key().expect("GENERATE KEY");
+    let issuer = SigningKey::from_slice(&[0x11; 32]).expect("issuer key");
+    let arbiter = SigningKey::from_slice(&[0x22; 32]).expect("arbiter key");
+    let card_key = cert::decode_public_key(&key).expect("card key");
+    client
+        .personalize(&Personalization {
+            issuer_key: cert::encode_public_key(issuer.verifying_key()).to_vec(),
+            arbiter_key: cert::encode_public_key(arbiter.verifying_key()).to_vec(),
+            certificate: Certificate::issue(&issuer, &card_key, 0, u64::MAX).encode(),
+            pin: b"123456".to_vec(),
+        })
+        .expect("PERSONALIZE");
+}
+
+#[test]
+fn a_long_body_goes_as_a_chain_when_the_atr_has_no_extended_length() {
+    let mut client = card(Some(atr_without_extended_length()));
+    // 300 bytes cannot be our AID, so the card answers 6A82, but only once it has the whole
+    // chain: a card without chaining would refuse the first link.
+    let answer = client
+        .transmit(0x00, ins::SELECT, 4, 0, &[0xF0; 300], 256)
+        .expect("transmit");
+    assert_eq!(answer.sw, 0x6A82);
+    let sent = &client.transport().sent;
+    assert_eq!(sent.len(), 2, "two links");
+    assert_eq!(
+        (sent[0][0], sent[0].len()),
+        (0x10, 4 + 1 + 255),
+        "first link: chaining bit, 255 bytes"
+    );
+    assert_eq!(
+        (sent[1][0], sent[1].len()),
+        (0x00, 4 + 1 + 45 + 1),
+        "last link: plain CLA, the rest and Le"
+    );
+}
+
+#[test]
+fn a_long_body_goes_in_one_extended_apdu_when_the_atr_allows() {
+    let mut client = card(None);
+    let answer = client
+        .transmit(0x00, ins::SELECT, 4, 0, &[0xF0; 300], 256)
+        .expect("transmit");
+    assert_eq!(answer.sw, 0x6A82);
+    let sent = &client.transport().sent;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(&sent[0][4..7], &[0x00, 0x01, 0x2C], "extended Lc");
+}
+
+#[test]
+fn a_refused_link_ends_the_chain() {
+    let mut client = card(Some(atr_without_extended_length()));
+    // CLA 0x84 asks for secure messaging: the first link is refused with 6882.
+    let answer = client
+        .transmit(0x84, ins::PERSONALIZE, 0, 0, &[0; 600], 0)
+        .expect("transmit");
+    assert_eq!(answer.sw, 0x6882);
+    assert_eq!(client.transport().sent.len(), 1);
+}
+
+#[test]
+fn get_response_collects_more_than_256_bytes() {
+    for atr in [None, Some(atr_without_extended_length())] {
+        let mut client = card(atr);
+        personalised(&mut client);
+        client.transport().sent.clear();
+        // Case 1: the card announces everything with 6100.
+        let answer = client
+            .transmit(0x00, ins::GET_DATA, 0x00, 0x6E, &[], 0)
+            .expect("transmit");
+        assert_eq!(answer.sw, 0x9000);
+        assert!(answer.data.len() > 256, "{} bytes", answer.data.len());
+        let info = CardInfo::decode(&answer.data).expect("a whole 6E template");
+        assert_eq!(info.life_cycle, apdu_spec::commands::LifeCycle::Active);
+        let get_responses = client
+            .transport()
+            .sent
+            .iter()
+            .filter(|a| a[1] == ins::GET_RESPONSE)
+            .count();
+        assert!(get_responses >= 2, "{get_responses} GET RESPONSE");
+        assert_eq!(
+            client.info().expect("info").counters.pin_tries,
+            apdu_spec::PIN_MAX_TRIES
+        );
+    }
+}
+
+#[test]
+fn pin_status_words_become_pin_states() {
+    let mut client = card(None);
+    personalised(&mut client);
+    assert_eq!(
+        client.pin_tries().expect("tries"),
+        PinStatus::NotVerified { tries_left: 3 }
+    );
+    assert_eq!(
+        client.verify_pin(b"999999").expect("verify"),
+        PinStatus::NotVerified { tries_left: 2 }
+    );
+    assert_eq!(
+        client.verify_pin(b"123456").expect("verify"),
+        PinStatus::Verified
+    );
+    assert_eq!(
+        client.change_pin(b"123456", b"4321").expect("change"),
+        PinStatus::Verified
+    );
+    assert_eq!(
+        client.verify_pin(b"4321").expect("verify"),
+        PinStatus::Verified
+    );
+    match client.change_pin(b"4321", b"12") {
+        Err(ClientError::Card(e)) => assert_eq!(e.sw, 0x6A80),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn card_errors_say_what_to_do() {
+    let mut client = card(None);
+    client.select().expect("SELECT");
+    match client.verify_pin(b"123456") {
+        Err(ClientError::Card(e)) => {
+            assert_eq!(
+                e,
+                CardError {
+                    command: "VERIFY",
+                    sw: 0x6985
+                }
+            );
+            assert!(e.to_string().contains("valuecard card init"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A card that answers 6C05 unless Le is 5, and then `hello`.
+#[derive(Default)]
+struct WantsLe5 {
+    sent: Vec<Vec<u8>>,
+}
+
+impl Transport for WantsLe5 {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+        self.sent.push(apdu.to_vec());
+        Ok(match Apdu::parse(apdu) {
+            Ok(a) if a.ne == 5 => b"hello\x90\x00".to_vec(),
+            _ => vec![0x6C, 0x05],
+        })
+    }
+    fn reset(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+    fn power_cycle(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+    fn atr(&self) -> Vec<u8> {
+        apdu_spec::ATR.to_vec()
+    }
+    fn name(&self) -> String {
+        "fake".into()
+    }
+}
+
+#[test]
+fn six_c_repeats_the_command_with_the_le_the_card_asks_for() {
+    let mut client = Client::new(WantsLe5::default());
+    let answer = client
+        .transmit(0x80, 0x01, 2, 3, &[0xAA], 256)
+        .expect("transmit");
+    assert_eq!((answer.data.as_slice(), answer.sw), (&b"hello"[..], 0x9000));
+    assert_eq!(
+        client.transport().sent,
+        vec![
+            vec![0x80, 0x01, 2, 3, 1, 0xAA, 0x00],
+            vec![0x80, 0x01, 2, 3, 1, 0xAA, 0x05]
+        ]
+    );
+
+    // The raw path does nothing of the sort.
+    let mut raw = Client::new(WantsLe5::default());
+    assert_eq!(
+        raw.transmit_raw(&[0x80, 0x01, 2, 3, 0]).expect("raw").sw,
+        0x6C05
+    );
+    assert_eq!(raw.transport().sent.len(), 1);
+}
+
+#[test]
+fn six_c_is_retried_only_once() {
+    let mut client = Client::new(WantsLe5::default());
+    // Extended Le 0005 is still Ne 5 for the fake, so make it insist with Le 6 instead.
+    let answer = client
+        .transmit_apdu(&[0x80, 0x01, 0, 0, 0x06])
+        .expect("transmit");
+    assert_eq!(answer.sw, 0x9000);
+    struct Stubborn;
+    impl Transport for Stubborn {
+        fn transmit(&mut self, _: &[u8]) -> Result<Vec<u8>, TransportError> {
+            Ok(vec![0x6C, 0x05])
+        }
+        fn reset(&mut self) -> Result<(), TransportError> {
+            Ok(())
+        }
+        fn power_cycle(&mut self) -> Result<(), TransportError> {
+            Ok(())
+        }
+        fn atr(&self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn name(&self) -> String {
+            "stubborn".into()
+        }
+    }
+    assert_eq!(
+        Client::new(Stubborn)
+            .transmit_apdu(&[0x80, 0x01, 0, 0, 0x06])
+            .expect("transmit")
+            .sw,
+        0x6C05
+    );
+}

@@ -1,0 +1,132 @@
+//! `valuecard card`: development personalisation and keys.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use apdu_spec::cert::{self, Certificate};
+use apdu_spec::commands::LifeCycle;
+use apdu_spec::objects::Personalization;
+use p256::ecdsa::{SigningKey, VerifyingKey};
+use p256::elliptic_curve::Generate;
+
+use super::{CliError, Result, date, pin_from, selected_client};
+use crate::cli::{CardCommand, Global};
+
+pub fn run(global: &Global, command: CardCommand) -> Result<ExitCode> {
+    match command {
+        CardCommand::Init {
+            issuer_key,
+            arbiter_key,
+            pin,
+            validity_days,
+        } => init(global, &issuer_key, &arbiter_key, pin, validity_days),
+        CardCommand::Keygen { out } => keygen(&out),
+    }
+}
+
+fn init(
+    global: &Global,
+    issuer_key: &Path,
+    arbiter_key: &str,
+    pin: Option<String>,
+    validity_days: u64,
+) -> Result<ExitCode> {
+    // Everything that can be checked here is, before the card changes.
+    let pin = pin_from(pin, "--pin", "VALUECARD_PIN")?;
+    let issuer = read_secret(issuer_key)?;
+    let arbiter = parse_public_key(arbiter_key)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let not_after = now.saturating_add(validity_days.saturating_mul(86_400));
+
+    let mut client = selected_client(global)?;
+    let info = client.info()?;
+    let card_key = match info.life_cycle {
+        LifeCycle::Active => {
+            return Err(CliError::new(
+                "the card is already personalised, and PERSONALIZE works once",
+            )
+            .hint("see what it holds with `valuecard info`"));
+        }
+        LifeCycle::Blank => {
+            let key = client.generate_key()?;
+            println!("card key generated on the card");
+            key
+        }
+        LifeCycle::Keyed => client.public_key()?,
+    };
+    let card_verifying_key = cert::decode_public_key(&card_key)
+        .ok_or_else(|| CliError::new("the card's public key is not a P-256 point"))?;
+    let certificate = Certificate::issue(&issuer, &card_verifying_key, now, not_after);
+    client.personalize(&Personalization {
+        issuer_key: cert::encode_public_key(issuer.verifying_key()).to_vec(),
+        arbiter_key: cert::encode_public_key(&arbiter).to_vec(),
+        certificate: certificate.encode(),
+        pin,
+    })?;
+    println!("card personalised");
+    println!("card id:     {}", hex::encode_upper(certificate.card_id));
+    println!("certificate: valid {} to {}", date(now), date(not_after));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_secret(path: &Path) -> Result<SigningKey> {
+    let hint = "the file must hold a P-256 secret as 64 hex digits; make one with `valuecard card keygen --out FILE`";
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::new(format!(
+            "cannot read the issuer key {}: {e}",
+            path.display()
+        ))
+        .hint(hint)
+    })?;
+    let bytes = hex::decode(text.trim()).map_err(|_| {
+        CliError::new(format!("the issuer key {} is not hex", path.display())).hint(hint)
+    })?;
+    SigningKey::from_slice(&bytes).map_err(|_| {
+        CliError::new(format!(
+            "the issuer key {} is not a P-256 secret",
+            path.display()
+        ))
+        .hint(hint)
+    })
+}
+
+fn parse_public_key(text: &str) -> Result<VerifyingKey> {
+    let hint = "give the arbiter's public key as SEC1 hex, as `valuecard card keygen` prints it (66 hex digits starting 02 or 03)";
+    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    hex::decode(&digits)
+        .ok()
+        .and_then(|bytes| VerifyingKey::from_sec1_bytes(&bytes).ok())
+        .ok_or_else(|| CliError::new("--arbiter-key is not a P-256 public key").hint(hint))
+}
+
+fn keygen(out: &Path) -> Result<ExitCode> {
+    let key = SigningKey::generate_from_rng(&mut rand::rng());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(out).map_err(|e| {
+        let error = CliError::new(format!("cannot create {}: {e}", out.display()));
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            error.hint("keygen never overwrites a key: choose another file name, or delete the old key first")
+        } else {
+            error
+        }
+    })?;
+    writeln!(file, "{}", hex::encode(key.to_bytes()))
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", out.display())))?;
+    println!(
+        "secret key written to {} (development use only)",
+        out.display()
+    );
+    println!(
+        "public key: {}",
+        hex::encode_upper(cert::encode_public_key(key.verifying_key()))
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,12 @@
+//! The valuecard terminal: transports to a card (PC/SC or in-process), an APDU client that
+//! does what PC/SC leaves to applications, the conformance runner and a round-trip benchmark.
+//! The `valuecard` CLI is built on these.
+
+pub mod bench;
+pub mod client;
+pub mod conformance;
+pub mod pcsc;
+pub mod transport;
+
+pub use client::{CardError, Client, ClientError, PinStatus};
+pub use transport::{InProcess, Transport, TransportError};
