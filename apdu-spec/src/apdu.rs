@@ -72,7 +72,15 @@ impl<'a> Apdu<'a> {
         };
         let [cla, ins, p1, p2] = *header;
         let (data, ne, case) = parse_body(body)?;
-        Ok(Apdu { cla, ins, p1, p2, data, ne, case })
+        Ok(Apdu {
+            cla,
+            ins,
+            p1,
+            p2,
+            data,
+            ne,
+            case,
+        })
     }
 
     pub fn p1p2(&self) -> u16 {
@@ -93,7 +101,11 @@ fn parse_body(body: &[u8]) -> Result<(&[u8], usize, Case), ApduError> {
         return if len == 1 + lc {
             Ok((&body[1..], 0, Case::ThreeShort))
         } else if len == 2 + lc {
-            Ok((&body[1..1 + lc], zero_means(body[len - 1] as usize, 256), Case::FourShort))
+            Ok((
+                &body[1..1 + lc],
+                zero_means(body[len - 1] as usize, 256),
+                Case::FourShort,
+            ))
         } else {
             Err(ApduError::BadLength)
         };
@@ -132,7 +144,10 @@ fn zero_means(value: usize, zero: usize) -> usize {
 /// When `data` is longer than 65535 bytes or `ne` is above 65536: those are programming
 /// errors, not wire input.
 pub fn encode(cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8], ne: usize, extended: bool) -> Vec<u8> {
-    assert!(data.len() <= 65535 && ne <= 65536, "APDU fields out of range");
+    assert!(
+        data.len() <= 65535 && ne <= 65536,
+        "APDU fields out of range"
+    );
     let extended = extended || data.len() > 255 || ne > 256;
     let mut out = Vec::with_capacity(4 + 3 + data.len() + 2);
     out.extend_from_slice(&[cla, ins, p1, p2]);
@@ -171,7 +186,10 @@ impl Response {
     /// Splits raw response bytes. Fewer than 2 bytes is not a response.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let (data, sw) = bytes.split_last_chunk::<2>()?;
-        Some(Response { data: data.to_vec(), sw: u16::from_be_bytes(*sw) })
+        Some(Response {
+            data: data.to_vec(),
+            sw: u16::from_be_bytes(*sw),
+        })
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -214,24 +232,39 @@ mod tests {
         assert_eq!(case(&[0, 1, 2, 3, 0]), Ok((Case::TwoShort, 0, 256)));
         assert_eq!(case(&[0, 1, 2, 3, 7]), Ok((Case::TwoShort, 0, 7)));
         assert_eq!(case(&[0, 1, 2, 3, 2, 9, 9]), Ok((Case::ThreeShort, 2, 0)));
-        assert_eq!(case(&[0, 1, 2, 3, 2, 9, 9, 0]), Ok((Case::FourShort, 2, 256)));
-        assert_eq!(case(&[0, 1, 2, 3, 0, 0, 0]), Ok((Case::TwoExtended, 0, 65536)));
-        assert_eq!(case(&[0, 1, 2, 3, 0, 1, 0]), Ok((Case::TwoExtended, 0, 256)));
-        assert_eq!(case(&[0, 1, 2, 3, 0, 0, 1, 9]), Ok((Case::ThreeExtended, 1, 0)));
-        assert_eq!(case(&[0, 1, 2, 3, 0, 0, 1, 9, 0, 0]), Ok((Case::FourExtended, 1, 65536)));
+        assert_eq!(
+            case(&[0, 1, 2, 3, 2, 9, 9, 0]),
+            Ok((Case::FourShort, 2, 256))
+        );
+        assert_eq!(
+            case(&[0, 1, 2, 3, 0, 0, 0]),
+            Ok((Case::TwoExtended, 0, 65536))
+        );
+        assert_eq!(
+            case(&[0, 1, 2, 3, 0, 1, 0]),
+            Ok((Case::TwoExtended, 0, 256))
+        );
+        assert_eq!(
+            case(&[0, 1, 2, 3, 0, 0, 1, 9]),
+            Ok((Case::ThreeExtended, 1, 0))
+        );
+        assert_eq!(
+            case(&[0, 1, 2, 3, 0, 0, 1, 9, 0, 0]),
+            Ok((Case::FourExtended, 1, 65536))
+        );
     }
 
     #[test]
     fn malformed_lengths() {
         for bad in [
             &[0u8, 1, 2][..],
-            &[0, 1, 2, 3, 0, 5],             // 00 then one byte
-            &[0, 1, 2, 3, 3, 9],             // Lc longer than data
-            &[0, 1, 2, 3, 1, 9, 9, 9],       // Lc shorter than data
-            &[0, 1, 2, 3, 0, 0, 0, 0, 0],    // 4E with Lc = 0000
-            &[0, 1, 2, 3, 0, 0, 0, 9],       // 3E with Lc = 0000
-            &[0, 1, 2, 3, 0, 0, 2, 9],       // 3E with missing data
-            &[0, 1, 2, 3, 0, 0, 1, 9, 0],    // 4E with one Le byte (mixes forms)
+            &[0, 1, 2, 3, 0, 5],          // 00 then one byte
+            &[0, 1, 2, 3, 3, 9],          // Lc longer than data
+            &[0, 1, 2, 3, 1, 9, 9, 9],    // Lc shorter than data
+            &[0, 1, 2, 3, 0, 0, 0, 0, 0], // 4E with Lc = 0000
+            &[0, 1, 2, 3, 0, 0, 0, 9],    // 3E with Lc = 0000
+            &[0, 1, 2, 3, 0, 0, 2, 9],    // 3E with missing data
+            &[0, 1, 2, 3, 0, 0, 1, 9, 0], // 4E with one Le byte (mixes forms)
         ] {
             assert!(Apdu::parse(bad).is_err(), "{}", hex::encode(bad));
         }
@@ -239,8 +272,16 @@ mod tests {
 
     #[test]
     fn encode_round_trips() {
-        for (data_len, ne, ext) in [(0, 0, false), (0, 256, false), (3, 0, false), (3, 5, true),
-            (300, 0, false), (0, 65536, false), (255, 256, false), (4, 300, false)] {
+        for (data_len, ne, ext) in [
+            (0, 0, false),
+            (0, 256, false),
+            (3, 0, false),
+            (3, 5, true),
+            (300, 0, false),
+            (0, 65536, false),
+            (255, 256, false),
+            (4, 300, false),
+        ] {
             let data = vec![0xAB; data_len];
             let bytes = encode(0x80, 0x10, 1, 2, &data, ne, ext);
             let apdu = Apdu::parse(&bytes).expect("round trip");

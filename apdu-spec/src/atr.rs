@@ -52,7 +52,10 @@ impl Atr {
             protocols.push(td & 0x0F);
             y = td >> 4;
         }
-        let historical = bytes.get(pos..pos + historical_len).ok_or(AtrError::Truncated)?.to_vec();
+        let historical = bytes
+            .get(pos..pos + historical_len)
+            .ok_or(AtrError::Truncated)?
+            .to_vec();
         pos += historical_len;
         let needs_tck = protocols.iter().any(|&p| p != 0);
         let tck = if needs_tck {
@@ -72,7 +75,11 @@ impl Atr {
         if protocols.is_empty() {
             protocols.push(0);
         }
-        Ok(Atr { protocols, historical, tck })
+        Ok(Atr {
+            protocols,
+            historical,
+            tck,
+        })
     }
 
     /// Card capabilities from the historical bytes (category 80, compact TLV tag 7, third
@@ -85,7 +92,10 @@ impl Atr {
             let len = (head & 0x0F) as usize;
             let Some(value) = tail.get(..len) else { break };
             if head >> 4 == 7 && len >= 3 {
-                return Capabilities { chaining: value[2] & 0x80 != 0, extended_length: value[2] & 0x40 != 0 };
+                return Capabilities {
+                    chaining: value[2] & 0x80 != 0,
+                    extended_length: value[2] & 0x40 != 0,
+                };
             }
             rest = &tail[len..];
         }
@@ -102,7 +112,13 @@ mod tests {
         let atr = Atr::parse(crate::ATR).expect("valid ATR");
         assert_eq!(atr.protocols, vec![1]);
         assert_eq!(atr.historical, vec![0x80, 0x73, 0x80, 0x01, 0xC0]);
-        assert_eq!(atr.capabilities(), Capabilities { chaining: true, extended_length: true });
+        assert_eq!(
+            atr.capabilities(),
+            Capabilities {
+                chaining: true,
+                extended_length: true
+            }
+        );
         let mut bad = crate::ATR.to_vec();
         bad[8] ^= 1;
         assert_eq!(Atr::parse(&bad), Err(AtrError::BadChecksum(1)));
@@ -111,7 +127,10 @@ mod tests {
     #[test]
     fn t0_atr_without_tck() {
         let atr = Atr::parse(&[0x3B, 0x02, 0x14, 0x50]).expect("valid");
-        assert_eq!((atr.protocols, atr.historical, atr.tck), (vec![0], vec![0x14, 0x50], None));
+        assert_eq!(
+            (atr.protocols, atr.historical, atr.tck),
+            (vec![0], vec![0x14, 0x50], None)
+        );
         assert_eq!(atr_caps(&[0x3B, 0x02, 0x14, 0x50]), Capabilities::default());
     }
 

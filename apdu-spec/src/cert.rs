@@ -56,7 +56,12 @@ pub fn decode_public_key(bytes: &[u8]) -> Option<VerifyingKey> {
 }
 
 impl Certificate {
-    fn signed_fields(card_id: &[u8; 32], public_key: &[u8; 33], not_before: u64, not_after: u64) -> Vec<Tlv> {
+    fn signed_fields(
+        card_id: &[u8; 32],
+        public_key: &[u8; 33],
+        not_before: u64,
+        not_after: u64,
+    ) -> Vec<Tlv> {
         vec![
             tlv::primitive(CARD_ID, card_id.to_vec()),
             tlv::primitive(PUBLIC_KEY, public_key.to_vec()),
@@ -66,12 +71,22 @@ impl Certificate {
     }
 
     fn signed_message(&self) -> Vec<u8> {
-        let tbs = tlv::encode_all(&Self::signed_fields(&self.card_id, &self.public_key, self.not_before, self.not_after));
+        let tbs = tlv::encode_all(&Self::signed_fields(
+            &self.card_id,
+            &self.public_key,
+            self.not_before,
+            self.not_after,
+        ));
         crate::domain::tagged(crate::domain::CERTIFICATE, &[&tbs])
     }
 
     /// The issuer certifies a card key.
-    pub fn issue(issuer: &SigningKey, card_key: &VerifyingKey, not_before: u64, not_after: u64) -> Self {
+    pub fn issue(
+        issuer: &SigningKey,
+        card_key: &VerifyingKey,
+        not_before: u64,
+        not_after: u64,
+    ) -> Self {
         let public_key = encode_public_key(card_key);
         let mut cert = Certificate {
             card_id: crate::card_id(&public_key),
@@ -86,7 +101,12 @@ impl Certificate {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut fields = Self::signed_fields(&self.card_id, &self.public_key, self.not_before, self.not_after);
+        let mut fields = Self::signed_fields(
+            &self.card_id,
+            &self.public_key,
+            self.not_before,
+            self.not_after,
+        );
         fields.push(tlv::primitive(SIGNATURE, self.signature.to_vec()));
         tlv::constructed(TEMPLATE, fields).to_vec()
     }
@@ -98,13 +118,19 @@ impl Certificate {
         }
         let fields = tlv::find_constructed(&top, TEMPLATE).ok_or(CertError::Malformed)?;
         let get = |t| tlv::require(fields, t).map_err(|_| CertError::Malformed);
-        let array = |t| -> Result<[u8; 8], CertError> { get(t)?.try_into().map_err(|_| CertError::Malformed) };
+        let array = |t| -> Result<[u8; 8], CertError> {
+            get(t)?.try_into().map_err(|_| CertError::Malformed)
+        };
         Ok(Certificate {
             card_id: get(CARD_ID)?.try_into().map_err(|_| CertError::Malformed)?,
-            public_key: get(PUBLIC_KEY)?.try_into().map_err(|_| CertError::Malformed)?,
+            public_key: get(PUBLIC_KEY)?
+                .try_into()
+                .map_err(|_| CertError::Malformed)?,
             not_before: u64::from_be_bytes(array(NOT_BEFORE)?),
             not_after: u64::from_be_bytes(array(NOT_AFTER)?),
-            signature: get(SIGNATURE)?.try_into().map_err(|_| CertError::Malformed)?,
+            signature: get(SIGNATURE)?
+                .try_into()
+                .map_err(|_| CertError::Malformed)?,
         })
     }
 
@@ -115,8 +141,11 @@ impl Certificate {
         if crate::card_id(&self.public_key) != self.card_id {
             return Err(CertError::IdMismatch);
         }
-        let signature = Signature::from_slice(&self.signature).map_err(|_| CertError::BadSignature)?;
-        issuer.verify(&self.signed_message(), &signature).map_err(|_| CertError::BadSignature)?;
+        let signature =
+            Signature::from_slice(&self.signature).map_err(|_| CertError::BadSignature)?;
+        issuer
+            .verify(&self.signed_message(), &signature)
+            .map_err(|_| CertError::BadSignature)?;
         Ok(key)
     }
 }
@@ -134,15 +163,27 @@ mod tests {
         let cert = Certificate::issue(&issuer, card.verifying_key(), 1, 2);
         let decoded = Certificate::decode(&cert.encode()).expect("decodes");
         assert_eq!(decoded, cert);
-        assert_eq!(decoded.verify(issuer.verifying_key()), Ok(*card.verifying_key()));
+        assert_eq!(
+            decoded.verify(issuer.verifying_key()),
+            Ok(*card.verifying_key())
+        );
 
         let other = SigningKey::generate_from_rng(&mut rng);
-        assert_eq!(decoded.verify(other.verifying_key()), Err(CertError::BadSignature));
+        assert_eq!(
+            decoded.verify(other.verifying_key()),
+            Err(CertError::BadSignature)
+        );
         let mut forged = decoded.clone();
         forged.not_after += 1;
-        assert_eq!(forged.verify(issuer.verifying_key()), Err(CertError::BadSignature));
+        assert_eq!(
+            forged.verify(issuer.verifying_key()),
+            Err(CertError::BadSignature)
+        );
         let mut wrong_id = decoded;
         wrong_id.card_id[0] ^= 1;
-        assert_eq!(wrong_id.verify(issuer.verifying_key()), Err(CertError::IdMismatch));
+        assert_eq!(
+            wrong_id.verify(issuer.verifying_key()),
+            Err(CertError::IdMismatch)
+        );
     }
 }

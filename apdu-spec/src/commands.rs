@@ -249,17 +249,27 @@ mod tests {
     fn every_command_is_unique_and_its_words_are_card_words() {
         for (i, a) in COMMANDS.iter().enumerate() {
             for b in &COMMANDS[i + 1..] {
-                assert!(!(a.cla == b.cla && a.ins == b.ins), "{} and {}", a.name, b.name);
+                assert!(
+                    !(a.cla == b.cla && a.ins == b.ins),
+                    "{} and {}",
+                    a.name,
+                    b.name
+                );
             }
             for sw in a.status_words.iter().chain(ISO_LAYER_STATUS_WORDS) {
                 assert!(
-                    crate::status::CARD_STATUS_WORDS.iter().any(|d| d.pattern == *sw),
+                    crate::status::CARD_STATUS_WORDS
+                        .iter()
+                        .any(|d| d.pattern == *sw),
                     "{} lists {sw}, which the status catalogue lacks",
                     a.name
                 );
             }
         }
-        assert_eq!(lookup(0x90, ins::PERSONALIZE).map(|c| c.name), Some("PERSONALIZE"));
+        assert_eq!(
+            lookup(0x90, ins::PERSONALIZE).map(|c| c.name),
+            Some("PERSONALIZE")
+        );
         assert!(lookup(0x80, ins::SELECT).is_none());
     }
 }

@@ -14,7 +14,7 @@ pub mod tlv;
 pub mod vectors;
 
 pub use apdu::{Apdu, ApduError, Case};
-pub use commands::{CommandDef, COMMANDS};
+pub use commands::{COMMANDS, CommandDef};
 pub use iso7816::Status;
 
 /// The application identifier. RID `F0 56 43 41 52` is in the proprietary range (first nibble

@@ -162,7 +162,9 @@ impl Values {
     pub fn from_children(children: &[Tlv]) -> Result<Self, TlvError> {
         let mut values = Values::default();
         for child in children {
-            let Some(fields) = tlv::find_constructed(std::slice::from_ref(child), tlv::tag_number(child)) else {
+            let Some(fields) =
+                tlv::find_constructed(std::slice::from_ref(child), tlv::tag_number(child))
+            else {
                 return Err(TlvError::Malformed);
             };
             let code = String::from_utf8(tlv::require(fields, tag::ASSET_CODE)?.to_vec())
@@ -236,10 +238,12 @@ impl CardInfo {
             issuer_key: tlv::find(objects, tag::ISSUER_KEY).map(<[u8]>::to_vec),
             arbiter_key: tlv::find(objects, tag::ARBITER_KEY).map(<[u8]>::to_vec),
             counters: Counters::from_children(
-                tlv::find_constructed(objects, tag::COUNTERS).ok_or(TlvError::Missing(tag::COUNTERS))?,
+                tlv::find_constructed(objects, tag::COUNTERS)
+                    .ok_or(TlvError::Missing(tag::COUNTERS))?,
             )?,
             values: Values::from_children(
-                tlv::find_constructed(objects, tag::VALUES).ok_or(TlvError::Missing(tag::VALUES))?,
+                tlv::find_constructed(objects, tag::VALUES)
+                    .ok_or(TlvError::Missing(tag::VALUES))?,
             )?,
         })
     }
@@ -277,18 +281,25 @@ impl Personalization {
 
 /// The body of CHANGE REFERENCE DATA: the current PIN and the new one.
 pub fn encode_pin_change(old: &[u8], new: &[u8]) -> Vec<u8> {
-    tlv::encode_all(&[tlv::primitive(tag::OLD_PIN, old), tlv::primitive(tag::NEW_PIN, new)])
+    tlv::encode_all(&[
+        tlv::primitive(tag::OLD_PIN, old),
+        tlv::primitive(tag::NEW_PIN, new),
+    ])
 }
 
 /// Splits a CHANGE REFERENCE DATA body into (current PIN, new PIN).
 pub fn decode_pin_change(bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>), TlvError> {
     let objects = tlv::parse_all(bytes)?;
-    Ok((tlv::require(&objects, tag::OLD_PIN)?.to_vec(), tlv::require(&objects, tag::NEW_PIN)?.to_vec()))
+    Ok((
+        tlv::require(&objects, tag::OLD_PIN)?.to_vec(),
+        tlv::require(&objects, tag::NEW_PIN)?.to_vec(),
+    ))
 }
 
 /// Whether a PIN has an acceptable form: 4 to 12 ASCII digits.
 pub fn pin_is_well_formed(pin: &[u8]) -> bool {
-    (crate::PIN_MIN_LEN..=crate::PIN_MAX_LEN).contains(&pin.len()) && pin.iter().all(u8::is_ascii_digit)
+    (crate::PIN_MIN_LEN..=crate::PIN_MAX_LEN).contains(&pin.len())
+        && pin.iter().all(u8::is_ascii_digit)
 }
 
 /// The FCI that SELECT answers.
@@ -322,10 +333,23 @@ mod tests {
             certificate: Some(vec![1, 2, 3]),
             issuer_key: Some(vec![3; 33]),
             arbiter_key: None,
-            counters: Counters { load: 4, unload: 5, pin_tries: 3 },
+            counters: Counters {
+                load: 4,
+                unload: 5,
+                pin_tries: 3,
+            },
             values: Values {
-                assets: vec![AssetBalance { code: "JPY".into(), available: 300, escrowed: 20 }],
-                tickets: vec![Ticket { asset: "TKT".into(), serial: vec![9], issuer_signature: vec![8; 64], escrowed: true }],
+                assets: vec![AssetBalance {
+                    code: "JPY".into(),
+                    available: 300,
+                    escrowed: 20,
+                }],
+                tickets: vec![Ticket {
+                    asset: "TKT".into(),
+                    serial: vec![9],
+                    issuer_signature: vec![8; 64],
+                    escrowed: true,
+                }],
             },
         };
         assert_eq!(CardInfo::decode(&info.to_tlv().to_vec()), Ok(info));
@@ -335,6 +359,9 @@ mod tests {
     fn pin_forms() {
         assert!(pin_is_well_formed(b"1234") && pin_is_well_formed(b"123456789012"));
         assert!(!pin_is_well_formed(b"123") && !pin_is_well_formed(b"12a4"));
-        assert_eq!(decode_pin_change(&encode_pin_change(b"1234", b"98765")), Ok((b"1234".to_vec(), b"98765".to_vec())));
+        assert_eq!(
+            decode_pin_change(&encode_pin_change(b"1234", b"98765")),
+            Ok((b"1234".to_vec(), b"98765".to_vec()))
+        );
     }
 }

@@ -12,40 +12,130 @@ pub struct StatusDef {
 
 /// Every status word the card can answer.
 pub const CARD_STATUS_WORDS: &[StatusDef] = &[
-    StatusDef { pattern: "9000", meaning: "success" },
-    StatusDef { pattern: "61xx", meaning: "more response data waiting: xx bytes (00: 256 or more); fetch it with GET RESPONSE" },
-    StatusDef { pattern: "63Cx", meaning: "wrong PIN (or try-count query): x tries left" },
-    StatusDef { pattern: "6581", meaning: "persistent write failed: the card kept its previous state" },
-    StatusDef { pattern: "6700", meaning: "wrong length: the APDU encoding, Lc or the command's body length is wrong" },
-    StatusDef { pattern: "6881", meaning: "logical channels are not supported" },
-    StatusDef { pattern: "6882", meaning: "secure messaging is not supported" },
-    StatusDef { pattern: "6883", meaning: "the last command of a chain was expected" },
-    StatusDef { pattern: "6982", meaning: "security status not satisfied: verify the PIN first" },
-    StatusDef { pattern: "6983", meaning: "PIN blocked" },
-    StatusDef { pattern: "6985", meaning: "conditions of use not satisfied: the card's state does not allow this command" },
-    StatusDef { pattern: "6A80", meaning: "incorrect data in the command body" },
-    StatusDef { pattern: "6A82", meaning: "application not found" },
-    StatusDef { pattern: "6A86", meaning: "incorrect P1 or P2" },
-    StatusDef { pattern: "6A88", meaning: "referenced data not found" },
-    StatusDef { pattern: "6D00", meaning: "instruction not supported" },
-    StatusDef { pattern: "6E00", meaning: "class not supported" },
+    StatusDef {
+        pattern: "9000",
+        meaning: "success",
+    },
+    StatusDef {
+        pattern: "61xx",
+        meaning: "more response data waiting: xx bytes (00: 256 or more); fetch it with GET RESPONSE",
+    },
+    StatusDef {
+        pattern: "63Cx",
+        meaning: "wrong PIN (or try-count query): x tries left",
+    },
+    StatusDef {
+        pattern: "6581",
+        meaning: "persistent write failed: the card kept its previous state",
+    },
+    StatusDef {
+        pattern: "6700",
+        meaning: "wrong length: the APDU encoding, Lc or the command's body length is wrong",
+    },
+    StatusDef {
+        pattern: "6881",
+        meaning: "logical channels are not supported",
+    },
+    StatusDef {
+        pattern: "6882",
+        meaning: "secure messaging is not supported",
+    },
+    StatusDef {
+        pattern: "6883",
+        meaning: "the last command of a chain was expected",
+    },
+    StatusDef {
+        pattern: "6982",
+        meaning: "security status not satisfied: verify the PIN first",
+    },
+    StatusDef {
+        pattern: "6983",
+        meaning: "PIN blocked",
+    },
+    StatusDef {
+        pattern: "6985",
+        meaning: "conditions of use not satisfied: the card's state does not allow this command",
+    },
+    StatusDef {
+        pattern: "6A80",
+        meaning: "incorrect data in the command body",
+    },
+    StatusDef {
+        pattern: "6A82",
+        meaning: "application not found",
+    },
+    StatusDef {
+        pattern: "6A86",
+        meaning: "incorrect P1 or P2",
+    },
+    StatusDef {
+        pattern: "6A88",
+        meaning: "referenced data not found",
+    },
+    StatusDef {
+        pattern: "6D00",
+        meaning: "instruction not supported",
+    },
+    StatusDef {
+        pattern: "6E00",
+        meaning: "class not supported",
+    },
 ];
 
 /// Status words other cards answer, for the terminal's explanations.
 const OTHER_STATUS_WORDS: &[StatusDef] = &[
-    StatusDef { pattern: "6Cxx", meaning: "wrong Le: repeat with Le = xx" },
-    StatusDef { pattern: "62xx", meaning: "warning: state unchanged" },
-    StatusDef { pattern: "64xx", meaning: "execution error: state unchanged" },
-    StatusDef { pattern: "65xx", meaning: "execution error: state changed" },
-    StatusDef { pattern: "6800", meaning: "function in CLA not supported" },
-    StatusDef { pattern: "6884", meaning: "command chaining not supported" },
-    StatusDef { pattern: "6981", meaning: "command incompatible with file structure" },
-    StatusDef { pattern: "6984", meaning: "reference data not usable" },
-    StatusDef { pattern: "6986", meaning: "command not allowed (no current EF)" },
-    StatusDef { pattern: "6A81", meaning: "function not supported" },
-    StatusDef { pattern: "6A84", meaning: "not enough memory" },
-    StatusDef { pattern: "6B00", meaning: "wrong parameters P1-P2" },
-    StatusDef { pattern: "6F00", meaning: "no precise diagnosis" },
+    StatusDef {
+        pattern: "6Cxx",
+        meaning: "wrong Le: repeat with Le = xx",
+    },
+    StatusDef {
+        pattern: "62xx",
+        meaning: "warning: state unchanged",
+    },
+    StatusDef {
+        pattern: "64xx",
+        meaning: "execution error: state unchanged",
+    },
+    StatusDef {
+        pattern: "65xx",
+        meaning: "execution error: state changed",
+    },
+    StatusDef {
+        pattern: "6800",
+        meaning: "function in CLA not supported",
+    },
+    StatusDef {
+        pattern: "6884",
+        meaning: "command chaining not supported",
+    },
+    StatusDef {
+        pattern: "6981",
+        meaning: "command incompatible with file structure",
+    },
+    StatusDef {
+        pattern: "6984",
+        meaning: "reference data not usable",
+    },
+    StatusDef {
+        pattern: "6986",
+        meaning: "command not allowed (no current EF)",
+    },
+    StatusDef {
+        pattern: "6A81",
+        meaning: "function not supported",
+    },
+    StatusDef {
+        pattern: "6A84",
+        meaning: "not enough memory",
+    },
+    StatusDef {
+        pattern: "6B00",
+        meaning: "wrong parameters P1-P2",
+    },
+    StatusDef {
+        pattern: "6F00",
+        meaning: "no precise diagnosis",
+    },
 ];
 
 /// Whether `sw` matches a pattern such as `61xx` or `63Cx` (case-insensitive).
@@ -76,8 +166,17 @@ pub fn describe(sw: u16) -> String {
         .find(|d| sw_matches(d.pattern, sw));
     match def {
         Some(def) if def.pattern.contains('x') => {
-            let low = if def.pattern.ends_with("xx") { sw & 0xFF } else { sw & 0x0F };
-            format!("{} [{}={}]", def.meaning, &def.pattern[def.pattern.find('x').unwrap_or(0)..], low)
+            let low = if def.pattern.ends_with("xx") {
+                sw & 0xFF
+            } else {
+                sw & 0x0F
+            };
+            format!(
+                "{} [{}={}]",
+                def.meaning,
+                &def.pattern[def.pattern.find('x').unwrap_or(0)..],
+                low
+            )
         }
         Some(def) => def.meaning.to_string(),
         None => "unknown status word".to_string(),
@@ -96,18 +195,28 @@ mod tests {
         assert!(is_card_status(0x6A88));
         assert!(!is_card_status(0x6F00));
         assert!(allows_data(0x6312) && !allows_data(0x6700));
-        assert_eq!(describe(0x63C2), "wrong PIN (or try-count query): x tries left [x=2]");
+        assert_eq!(
+            describe(0x63C2),
+            "wrong PIN (or try-count query): x tries left [x=2]"
+        );
     }
 
     #[test]
     fn the_card_table_agrees_with_iso7816() {
         // Every fixed word in our table has a name in the iso7816 crate, so the card can
         // answer it through `iso7816::Status` without a raw number.
-        for def in CARD_STATUS_WORDS.iter().filter(|d| !d.pattern.contains('x')) {
+        for def in CARD_STATUS_WORDS
+            .iter()
+            .filter(|d| !d.pattern.contains('x'))
+        {
             let sw = u16::from_str_radix(def.pattern, 16).expect("hex pattern");
             let status = iso7816::Status::from(sw);
             assert_eq!(u16::from(status), sw, "{}", def.pattern);
-            assert!(!format!("{status:?}").contains("Unknown"), "{}", def.pattern);
+            assert!(
+                !format!("{status:?}").contains("Unknown"),
+                "{}",
+                def.pattern
+            );
         }
     }
 }

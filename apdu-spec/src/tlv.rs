@@ -54,18 +54,24 @@ pub fn tag_number(tlv: &Tlv) -> u16 {
 
 /// The value of the first primitive object with this tag among `objects`.
 pub fn find(objects: &[Tlv], t: u16) -> Option<&[u8]> {
-    objects.iter().find(|o| tag_number(o) == t).and_then(|o| match o.value() {
-        Value::Primitive(v) => Some(v.as_slice()),
-        Value::Constructed(_) => None,
-    })
+    objects
+        .iter()
+        .find(|o| tag_number(o) == t)
+        .and_then(|o| match o.value() {
+            Value::Primitive(v) => Some(v.as_slice()),
+            Value::Constructed(_) => None,
+        })
 }
 
 /// The children of the first constructed object with this tag among `objects`.
 pub fn find_constructed(objects: &[Tlv], t: u16) -> Option<&[Tlv]> {
-    objects.iter().find(|o| tag_number(o) == t).and_then(|o| match o.value() {
-        Value::Constructed(v) => Some(v.as_slice()),
-        Value::Primitive(_) => None,
-    })
+    objects
+        .iter()
+        .find(|o| tag_number(o) == t)
+        .and_then(|o| match o.value() {
+            Value::Constructed(v) => Some(v.as_slice()),
+            Value::Primitive(_) => None,
+        })
 }
 
 /// Like [`find`], but the object must be there.
@@ -75,15 +81,21 @@ pub fn require(objects: &[Tlv], t: u16) -> Result<&[u8], TlvError> {
 
 /// Like [`require`], with a fixed length.
 pub fn require_array<const N: usize>(objects: &[Tlv], t: u16) -> Result<[u8; N], TlvError> {
-    require(objects, t)?.try_into().map_err(|_| TlvError::Length(t))
+    require(objects, t)?
+        .try_into()
+        .map_err(|_| TlvError::Length(t))
 }
 
 /// Whether a path of tags (outermost first) exists in `bytes`, e.g. `[0x6F, 0x84]`.
 pub fn has_path(bytes: &[u8], path: &[u16]) -> bool {
-    let Ok(top) = parse_all(bytes) else { return false };
+    let Ok(top) = parse_all(bytes) else {
+        return false;
+    };
     let mut level: &[Tlv] = &top;
     for (i, t) in path.iter().enumerate() {
-        let Some(obj) = level.iter().find(|o| tag_number(o) == *t) else { return false };
+        let Some(obj) = level.iter().find(|o| tag_number(o) == *t) else {
+            return false;
+        };
         if i + 1 == path.len() {
             return true;
         }
@@ -105,7 +117,9 @@ pub fn value_at(bytes: &[u8], path: &[u16]) -> Option<Vec<u8>> {
         match obj.value() {
             Value::Primitive(v) if i + 1 == path.len() => return Some(v.clone()),
             Value::Primitive(_) => return None,
-            Value::Constructed(children) if i + 1 == path.len() => return Some(encode_all(children)),
+            Value::Constructed(children) if i + 1 == path.len() => {
+                return Some(encode_all(children));
+            }
             Value::Constructed(children) => level = children.clone(),
         }
     }
@@ -118,7 +132,13 @@ mod tests {
 
     #[test]
     fn nested_paths() {
-        let fci = constructed(0x6F, vec![primitive(0x84, vec![1, 2]), constructed(0xA5, vec![primitive(0xC4, vec![3])])]);
+        let fci = constructed(
+            0x6F,
+            vec![
+                primitive(0x84, vec![1, 2]),
+                constructed(0xA5, vec![primitive(0xC4, vec![3])]),
+            ],
+        );
         let bytes = fci.to_vec();
         assert_eq!(hex::encode_upper(&bytes), "6F0984020102A503C40103");
         assert!(has_path(&bytes, &[0x6F, 0xA5, 0xC4]));

@@ -17,9 +17,15 @@ pub const FILES: &[(&str, &str)] = &[
     ("cases.toml", include_str!("../vectors/cases.toml")),
     ("lengths.toml", include_str!("../vectors/lengths.toml")),
     ("chaining.toml", include_str!("../vectors/chaining.toml")),
-    ("get-response.toml", include_str!("../vectors/get-response.toml")),
+    (
+        "get-response.toml",
+        include_str!("../vectors/get-response.toml"),
+    ),
     ("select.toml", include_str!("../vectors/select.toml")),
-    ("class-ins-params.toml", include_str!("../vectors/class-ins-params.toml")),
+    (
+        "class-ins-params.toml",
+        include_str!("../vectors/class-ins-params.toml"),
+    ),
     ("lifecycle.toml", include_str!("../vectors/lifecycle.toml")),
     ("pin.toml", include_str!("../vectors/pin.toml")),
 ];
@@ -123,7 +129,8 @@ pub fn initial_vars() -> Vars {
 }
 
 fn test_key(secret: &[u8; 32]) -> SigningKey {
-    SigningKey::from_slice(secret).unwrap_or_else(|_| panic!("test key constants are valid scalars"))
+    SigningKey::from_slice(secret)
+        .unwrap_or_else(|_| panic!("test key constants are valid scalars"))
 }
 
 /// Variables computed from others: the PERSONALIZE bodies for the card whose public key is
@@ -165,7 +172,10 @@ pub fn expand(template: &str, vars: &Vars) -> Result<Vec<u8>, String> {
     let mut rest = template;
     while let Some(start) = rest.find("${") {
         hex_digits.push_str(&rest[..start]);
-        let end = rest[start..].find('}').ok_or_else(|| format!("unclosed ${{ in {template:?}"))? + start;
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed ${{ in {template:?}"))?
+            + start;
         let value = expand_expr(&rest[start + 2..end], vars)?;
         hex_digits.push_str(&hex::encode(value));
         rest = &rest[end + 1..];
@@ -178,30 +188,53 @@ pub fn expand(template: &str, vars: &Vars) -> Result<Vec<u8>, String> {
 fn expand_expr(expr: &str, vars: &Vars) -> Result<Vec<u8>, String> {
     if let Some(inner) = expr.strip_prefix("lc:") {
         let len = expand_expr(inner, vars)?.len();
-        return u8::try_from(len).map(|l| vec![l]).map_err(|_| format!("{inner} is too long for a short Lc"));
+        return u8::try_from(len)
+            .map(|l| vec![l])
+            .map_err(|_| format!("{inner} is too long for a short Lc"));
     }
     if let Some(inner) = expr.strip_prefix("lc3:") {
         let len = expand_expr(inner, vars)?.len();
-        let len = u16::try_from(len).map_err(|_| format!("{inner} is too long for an extended Lc"))?;
+        let len =
+            u16::try_from(len).map_err(|_| format!("{inner} is too long for an extended Lc"))?;
         let [a, b] = len.to_be_bytes();
         return Ok(vec![0, a, b]);
     }
     if let Some(spec) = expr.strip_prefix("fill:") {
-        let (count, byte) = spec.split_once(':').ok_or_else(|| format!("bad fill: {expr}"))?;
-        let count: usize = count.parse().map_err(|_| format!("bad fill count: {expr}"))?;
+        let (count, byte) = spec
+            .split_once(':')
+            .ok_or_else(|| format!("bad fill: {expr}"))?;
+        let count: usize = count
+            .parse()
+            .map_err(|_| format!("bad fill count: {expr}"))?;
         let byte = u8::from_str_radix(byte, 16).map_err(|_| format!("bad fill byte: {expr}"))?;
         return Ok(vec![byte; count]);
     }
     let (name, range) = match expr.split_once('[') {
-        Some((name, range)) => (name, Some(range.strip_suffix(']').ok_or_else(|| format!("bad slice: {expr}"))?)),
+        Some((name, range)) => (
+            name,
+            Some(
+                range
+                    .strip_suffix(']')
+                    .ok_or_else(|| format!("bad slice: {expr}"))?,
+            ),
+        ),
         None => (expr, None),
     };
     let value = lookup(name, vars).ok_or_else(|| format!("variable {name} is not bound"))?;
     let Some(range) = range else { return Ok(value) };
-    let (from, to) = range.split_once("..").ok_or_else(|| format!("bad slice: {expr}"))?;
+    let (from, to) = range
+        .split_once("..")
+        .ok_or_else(|| format!("bad slice: {expr}"))?;
     let from: usize = from.parse().map_err(|_| format!("bad slice: {expr}"))?;
-    let to: usize = if to.is_empty() { value.len() } else { to.parse().map_err(|_| format!("bad slice: {expr}"))? };
-    value.get(from..to).map(<[u8]>::to_vec).ok_or_else(|| format!("slice out of range: {expr}"))
+    let to: usize = if to.is_empty() {
+        value.len()
+    } else {
+        to.parse().map_err(|_| format!("bad slice: {expr}"))?
+    };
+    value
+        .get(from..to)
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| format!("slice out of range: {expr}"))
 }
 
 fn parse_path(path: &str) -> Result<Vec<u16>, String> {
@@ -218,10 +251,15 @@ impl Step {
         if !status::allows_data(response.sw) && !response.data.is_empty() {
             return Err(format!("error status with data: {got}"));
         }
-        if let Some(sw) = &self.sw {
-            if !status::sw_matches(sw, response.sw) {
-                return Err(format!("expected SW {sw} ({}), {got}", status::describe(u16::from_str_radix(&sw.replace(['x', 'X'], "0"), 16).unwrap_or(0))));
-            }
+        if let Some(sw) = self
+            .sw
+            .as_ref()
+            .filter(|sw| !status::sw_matches(sw, response.sw))
+        {
+            return Err(format!(
+                "expected SW {sw}, {got} ({})",
+                status::describe(response.sw)
+            ));
         }
         if let Some(data) = &self.data {
             let want = expand(data, vars)?;
@@ -229,18 +267,22 @@ impl Step {
                 return Err(format!("expected data {}, {got}", hex::encode_upper(want)));
             }
         }
-        if let Some(len) = self.data_len {
-            if response.data.len() != len {
-                return Err(format!("expected {len} data bytes, {got}"));
-            }
+        if let Some(len) = self.data_len.filter(|len| response.data.len() != *len) {
+            return Err(format!("expected {len} data bytes, {got}"));
         }
         if let Some(mask) = &self.data_mask {
             let mask: Vec<char> = mask.chars().filter(|c| !c.is_whitespace()).collect();
             let actual: Vec<char> = hex::encode_upper(&response.data).chars().collect();
             let ok = mask.len() == actual.len()
-                && mask.iter().zip(&actual).all(|(m, a)| *m == 'x' || m.eq_ignore_ascii_case(a));
+                && mask
+                    .iter()
+                    .zip(&actual)
+                    .all(|(m, a)| *m == 'x' || m.eq_ignore_ascii_case(a));
             if !ok {
-                return Err(format!("data does not match mask {}, {got}", mask.iter().collect::<String>()));
+                return Err(format!(
+                    "data does not match mask {}, {got}",
+                    mask.iter().collect::<String>()
+                ));
             }
         }
         for path in &self.tlv {
@@ -252,7 +294,8 @@ impl Step {
             let value = if source == "data" {
                 response.data.clone()
             } else if let Some(path) = source.strip_prefix("tlv:") {
-                tlv::value_at(&response.data, &parse_path(path)?).ok_or_else(|| format!("no TLV {path} to capture, {got}"))?
+                tlv::value_at(&response.data, &parse_path(path)?)
+                    .ok_or_else(|| format!("no TLV {path} to capture, {got}"))?
             } else {
                 return Err(format!("bad capture source {source:?}"));
             };
@@ -260,6 +303,40 @@ impl Step {
         }
         Ok(())
     }
+}
+
+fn command(send: &str, sw: &str) -> Step {
+    Step {
+        send: Some(send.into()),
+        sw: Some(sw.into()),
+        ..Step::default()
+    }
+}
+
+/// The steps that bring a card into a vector's starting state. They rely on TEST RESET, so
+/// the card must allow it (the emulator's `--test-mode`).
+pub fn setup(given: Given) -> Vec<Step> {
+    let mut steps = vec![
+        command("80 7E 00 00", "9000"),
+        command("00 A4 04 0C ${lc:AID} ${AID}", "9000"),
+    ];
+    if matches!(given, Given::Keyed | Given::Active) {
+        let mut generate = command("80 47 00 00 00", "9000");
+        generate
+            .capture
+            .insert("PUBLIC_KEY".into(), "tlv:C1".into());
+        steps.push(generate);
+        let mut id = command("00 CA 00 C2 00", "9000");
+        id.capture.insert("CARD_ID".into(), "tlv:C2".into());
+        steps.push(id);
+    }
+    if given == Given::Active {
+        steps.push(command(
+            "80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}",
+            "9000",
+        ));
+    }
+    steps
 }
 
 #[cfg(test)]
@@ -282,9 +359,20 @@ mod tests {
         let vectors = all().expect("vectors parse");
         for (file, v) in &vectors {
             for step in &v.steps {
-                let kinds = usize::from(step.send.is_some()) + usize::from(step.reset) + usize::from(step.power_cycle);
-                assert_eq!(kinds, 1, "{file}: {}: each step sends, resets or power-cycles", v.name);
-                assert_eq!(step.send.is_some(), step.sw.is_some(), "{file}: {}: a sent command needs an SW", v.name);
+                let kinds = usize::from(step.send.is_some())
+                    + usize::from(step.reset)
+                    + usize::from(step.power_cycle);
+                assert_eq!(
+                    kinds, 1,
+                    "{file}: {}: each step sends, resets or power-cycles",
+                    v.name
+                );
+                assert_eq!(
+                    step.send.is_some(),
+                    step.sw.is_some(),
+                    "{file}: {}: a sent command needs an SW",
+                    v.name
+                );
             }
         }
         let mut names: Vec<&str> = vectors.iter().map(|(_, v)| v.name.as_str()).collect();
@@ -298,9 +386,18 @@ mod tests {
     fn templates() {
         let mut vars = initial_vars();
         vars.insert("X".into(), vec![1, 2, 3, 4]);
-        assert_eq!(expand("00 A4 ${lc:AID} ${AID}", &vars).ok(), Some([&[0, 0xA4, 7][..], crate::AID].concat()));
-        assert_eq!(expand("${X[1..3]}${X[3..]}", &vars).ok(), Some(vec![2, 3, 4]));
-        assert_eq!(expand("${lc3:fill:300:AA}", &vars).ok(), Some(vec![0, 1, 0x2C]));
+        assert_eq!(
+            expand("00 A4 ${lc:AID} ${AID}", &vars).ok(),
+            Some([&[0, 0xA4, 7][..], crate::AID].concat())
+        );
+        assert_eq!(
+            expand("${X[1..3]}${X[3..]}", &vars).ok(),
+            Some(vec![2, 3, 4])
+        );
+        assert_eq!(
+            expand("${lc3:fill:300:AA}", &vars).ok(),
+            Some(vec![0, 1, 0x2C])
+        );
         assert!(expand("${NOPE}", &vars).is_err());
         assert!(expand("${X[2..9]}", &vars).is_err());
     }
@@ -308,36 +405,48 @@ mod tests {
     #[test]
     fn checks() {
         let mut vars = initial_vars();
-        let step = Step { sw: Some("90xx".into()), data_mask: Some("6Fxx".into()), capture: [("D".to_string(), "data".to_string())].into(), ..Step::default() };
-        assert!(step.check(&Response { data: vec![0x6F, 1], sw: 0x9000 }, &mut vars).is_ok());
+        let step = Step {
+            sw: Some("90xx".into()),
+            data_mask: Some("6Fxx".into()),
+            capture: [("D".to_string(), "data".to_string())].into(),
+            ..Step::default()
+        };
+        assert!(
+            step.check(
+                &Response {
+                    data: vec![0x6F, 1],
+                    sw: 0x9000
+                },
+                &mut vars
+            )
+            .is_ok()
+        );
         assert_eq!(vars.get("D"), Some(&vec![0x6F, 1]));
-        assert!(step.check(&Response { data: vec![0x6E, 1], sw: 0x9000 }, &mut vars).is_err());
-        let plain = Step { sw: Some("6700".into()), ..Step::default() };
-        assert!(plain.check(&Response { data: vec![1], sw: 0x6700 }, &mut vars).is_err(), "data with an error");
+        assert!(
+            step.check(
+                &Response {
+                    data: vec![0x6E, 1],
+                    sw: 0x9000
+                },
+                &mut vars
+            )
+            .is_err()
+        );
+        let plain = Step {
+            sw: Some("6700".into()),
+            ..Step::default()
+        };
+        assert!(
+            plain
+                .check(
+                    &Response {
+                        data: vec![1],
+                        sw: 0x6700
+                    },
+                    &mut vars
+                )
+                .is_err(),
+            "data with an error"
+        );
     }
-}
-
-fn command(send: &str, sw: &str) -> Step {
-    Step { send: Some(send.into()), sw: Some(sw.into()), ..Step::default() }
-}
-
-/// The steps that bring a card into a vector's starting state. They rely on TEST RESET, so
-/// the card must allow it (the emulator's `--test-mode`).
-pub fn setup(given: Given) -> Vec<Step> {
-    let mut steps = vec![
-        command("80 7E 00 00", "9000"),
-        command("00 A4 04 0C ${lc:AID} ${AID}", "9000"),
-    ];
-    if matches!(given, Given::Keyed | Given::Active) {
-        let mut generate = command("80 47 00 00 00", "9000");
-        generate.capture.insert("PUBLIC_KEY".into(), "tlv:C1".into());
-        steps.push(generate);
-        let mut id = command("00 CA 00 C2 00", "9000");
-        id.capture.insert("CARD_ID".into(), "tlv:C2".into());
-        steps.push(id);
-    }
-    if given == Given::Active {
-        steps.push(command("80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}", "9000"));
-    }
-    steps
 }

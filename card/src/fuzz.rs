@@ -12,7 +12,10 @@ pub const RESET_FRAME: u16 = 0xFFFF;
 /// [`RESET_FRAME`] is a reset) and runs them through a fresh in-memory card, checking every
 /// response. Panics on a violated invariant, which is what a fuzzer looks for.
 pub fn run_sequence(data: &[u8]) {
-    let mut checker = Checker::new(Card::in_memory(Options { test_mode: true, rng_seed: Some(0) }));
+    let mut checker = Checker::new(Card::in_memory(Options {
+        test_mode: true,
+        rng_seed: Some(0),
+    }));
     let mut rest = data;
     while let Some((len, tail)) = rest.split_first_chunk::<2>() {
         let len = u16::from_be_bytes(*len);
@@ -42,7 +45,10 @@ impl Checker {
 
     pub fn reset(&mut self) {
         self.card.reset();
-        assert!(!self.card.chain_in_progress() && !self.card.response_pending(), "reset left volatile state");
+        assert!(
+            !self.card.chain_in_progress() && !self.card.response_pending(),
+            "reset left volatile state"
+        );
     }
 
     /// Sends one command and checks the response against CONFORMANCE.md. Returns the
@@ -50,7 +56,13 @@ impl Checker {
     pub fn step(&mut self, command: &[u8]) -> Result<Vec<u8>, String> {
         let chain_before = self.card.chain_in_progress();
         let response = self.card.transmit(command);
-        let fail = |what: &str| Err(format!("{what}: {} -> {}", hex::encode_upper(command), hex::encode_upper(&response)));
+        let fail = |what: &str| {
+            Err(format!(
+                "{what}: {} -> {}",
+                hex::encode_upper(command),
+                hex::encode_upper(&response)
+            ))
+        };
         let Some((data, sw)) = response.split_last_chunk::<2>() else {
             return fail("response shorter than a status word");
         };
@@ -76,9 +88,12 @@ impl Checker {
             }
             let chained = apdu.cla & CLA_CHAIN != 0;
             if self.card.chain_in_progress() && !(chained && sw == 0x9000 && data.is_empty()) {
-                return fail("a chain may only be left open by a chained link answered with a bare 9000");
+                return fail(
+                    "a chain may only be left open by a chained link answered with a bare 9000",
+                );
             }
-            let is_select = apdu.cla & !CLA_CHAIN == CLA_ISO && apdu.ins == apdu_spec::commands::ins::SELECT;
+            let is_select =
+                apdu.cla & !CLA_CHAIN == CLA_ISO && apdu.ins == apdu_spec::commands::ins::SELECT;
             if is_select && !chained && self.card.chain_in_progress() {
                 return fail("SELECT must clear the chain");
             }

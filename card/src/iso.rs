@@ -35,7 +35,11 @@ pub struct Card {
 
 impl Card {
     pub fn new(storage: Box<dyn Storage + Send>, options: Options) -> Result<Self, StorageError> {
-        Ok(Card { applet: Applet::new(storage, options.test_mode, options.rng_seed)?, chain: None, pending: None })
+        Ok(Card {
+            applet: Applet::new(storage, options.test_mode, options.rng_seed)?,
+            chain: None,
+            pending: None,
+        })
     }
 
     /// A card whose state lives in memory.
@@ -98,7 +102,12 @@ impl Card {
         out.extend_from_slice(&u16::from(status).to_be_bytes());
     }
 
-    fn handle(&mut self, raw: &[u8], pending: Option<Vec<u8>>, out: &mut Vec<u8>) -> Result<Status, Status> {
+    fn handle(
+        &mut self,
+        raw: &[u8],
+        pending: Option<Vec<u8>>,
+        out: &mut Vec<u8>,
+    ) -> Result<Status, Status> {
         check_class(*raw.first().ok_or(Status::WrongLength)?)?;
         let apdu = Apdu::parse(raw).map_err(|_| Status::WrongLength)?;
         if apdu.data.len() > MAX_COMMAND_DATA {
@@ -123,12 +132,19 @@ impl Card {
             // SELECT starts afresh; anything else must continue the chain.
             Some(_) if !is_select => return Err(Status::LastCommandOfChainExpected),
             _ if more_follows => {
-                self.chain = Some(Chain { header, data: apdu.data.to_vec() });
+                self.chain = Some(Chain {
+                    header,
+                    data: apdu.data.to_vec(),
+                });
                 return Ok(Status::Success);
             }
             _ => Cow::Borrowed(apdu.data),
         };
-        let command = Apdu { cla: header[0], data: &body, ..apdu };
+        let command = Apdu {
+            cla: header[0],
+            data: &body,
+            ..apdu
+        };
 
         if command.cla == CLA_ISO && command.ins == ins::GET_RESPONSE {
             if command.p1p2() != 0 {
@@ -153,7 +169,11 @@ impl Card {
         }
         let rest = data.split_off(take);
         // 61 00 stands for 256 bytes or more.
-        let announced = if rest.len() >= 256 { 0 } else { rest.len() as u8 };
+        let announced = if rest.len() >= 256 {
+            0
+        } else {
+            rest.len() as u8
+        };
         self.pending = Some(rest);
         Status::MoreAvailable(announced)
     }
@@ -187,11 +207,21 @@ mod tests {
 
     #[test]
     fn short_byte_strings_answer_a_bare_status_word() {
-        let mut card = Card::in_memory(Options { test_mode: true, rng_seed: Some(1) });
+        let mut card = Card::in_memory(Options {
+            test_mode: true,
+            rng_seed: Some(1),
+        });
         for len in 0..=3usize {
             for first in [0x00u8, 0x10, 0x80, 0x90, 0xFF] {
-                let cmd: Vec<u8> = std::iter::once(first).chain(std::iter::repeat(0xCA)).take(len).collect();
-                let want: &[u8] = if first == 0xFF && len > 0 { &[0x6E, 0x00] } else { &[0x67, 0x00] };
+                let cmd: Vec<u8> = std::iter::once(first)
+                    .chain(std::iter::repeat(0xCA))
+                    .take(len)
+                    .collect();
+                let want: &[u8] = if first == 0xFF && len > 0 {
+                    &[0x6E, 0x00]
+                } else {
+                    &[0x67, 0x00]
+                };
                 assert_eq!(card.transmit(&cmd), want, "{cmd:02X?}");
             }
         }

@@ -25,7 +25,10 @@ pub struct Persistent {
 
 impl Persistent {
     pub fn blank() -> Self {
-        Persistent { format: FORMAT, ..Persistent::default() }
+        Persistent {
+            format: FORMAT,
+            ..Persistent::default()
+        }
     }
 
     pub fn life_cycle(&self) -> LifeCycle {
@@ -50,7 +53,11 @@ pub struct CardKey {
 impl fmt::Debug for CardKey {
     // The secret never reaches a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CardKey {{ public: {}, secret: <redacted> }}", hex::encode(self.public))
+        write!(
+            f,
+            "CardKey {{ public: {}, secret: <redacted> }}",
+            hex::encode(self.public)
+        )
     }
 }
 
@@ -78,7 +85,11 @@ pub struct PinRecord {
 
 impl fmt::Debug for PinRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PinRecord {{ tries_left: {}, hash: <redacted> }}", self.tries_left)
+        write!(
+            f,
+            "PinRecord {{ tries_left: {}, hash: <redacted> }}",
+            self.tries_left
+        )
     }
 }
 
@@ -86,7 +97,11 @@ const PIN_DOMAIN: &str = "valuecard/pin/v1";
 
 impl PinRecord {
     pub fn new(pin: &[u8], salt: [u8; 16]) -> Self {
-        PinRecord { salt, hash: Self::digest(&salt, pin), tries_left: apdu_spec::PIN_MAX_TRIES }
+        PinRecord {
+            salt,
+            hash: Self::digest(&salt, pin),
+            tries_left: apdu_spec::PIN_MAX_TRIES,
+        }
     }
 
     fn digest(salt: &[u8; 16], pin: &[u8]) -> [u8; 32] {

@@ -57,7 +57,11 @@ pub struct RealFs;
 
 impl Fs for RealFs {
     fn write(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
         file.write_all(bytes)
     }
 
@@ -96,11 +100,19 @@ impl<F: Fs> FileStorage<F> {
             _ => PathBuf::from("."),
         };
         if !dir.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no directory {}", dir.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no directory {}", dir.display()),
+            ));
         }
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
-        Ok(FileStorage { path: path.to_path_buf(), tmp: PathBuf::from(tmp), dir, fs })
+        Ok(FileStorage {
+            path: path.to_path_buf(),
+            tmp: PathBuf::from(tmp),
+            dir,
+            fs,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -145,7 +157,11 @@ pub struct PowerCutFs {
 
 impl PowerCutFs {
     pub fn cut_at(op: usize) -> Self {
-        PowerCutFs { ops: 0, cut_at: Some(op), inner: RealFs }
+        PowerCutFs {
+            ops: 0,
+            cut_at: Some(op),
+            inner: RealFs,
+        }
     }
 
     /// A file system that never fails, counting operations.

@@ -40,10 +40,9 @@ pub struct Shutdown {
 impl Shutdown {
     pub fn trigger(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Ok(guard) = self.current.lock() {
-            if let Some(stream) = guard.as_ref() {
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-            }
+        if let Some(stream) = self.current.lock().ok().as_ref().and_then(|g| g.as_ref()) {
+            // Ending the blocking read is all that matters; a socket already closed is fine.
+            let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -65,7 +64,12 @@ const CONTROL_GET_ATR: u8 = 0x04;
 
 /// Serves `card` to vpcd at `address` until `shutdown` is triggered. When vpcd goes away
 /// (pcscd restarted, say) the card counts as removed and reconnects with backoff.
-pub fn serve(card: &mut Card, address: &str, options: ServeOptions, shutdown: &Shutdown) -> io::Result<()> {
+pub fn serve(
+    card: &mut Card,
+    address: &str,
+    options: ServeOptions,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     let mut backoff = Duration::from_millis(50);
     let mut announced = false;
     while !shutdown.is_triggered() {
@@ -73,7 +77,9 @@ pub fn serve(card: &mut Card, address: &str, options: ServeOptions, shutdown: &S
             Ok(stream) => stream,
             Err(e) => {
                 if !announced {
-                    eprintln!("valuecard-card: waiting for vpcd at {address} ({e}); is pcscd running with vsmartcard-vpcd?");
+                    eprintln!(
+                        "valuecard-card: waiting for vpcd at {address} ({e}); is pcscd running with vsmartcard-vpcd?"
+                    );
                     announced = true;
                 }
                 sleep_unless(shutdown, backoff);
@@ -93,7 +99,9 @@ pub fn serve(card: &mut Card, address: &str, options: ServeOptions, shutdown: &S
         // The socket closed: the card is out of the reader, unpowered.
         card.power_off();
         match result {
-            Ok(()) => eprintln!("valuecard-card: removed from the reader (vpcd closed the connection)"),
+            Ok(()) => {
+                eprintln!("valuecard-card: removed from the reader (vpcd closed the connection)")
+            }
             Err(e) if !shutdown.is_triggered() => eprintln!("valuecard-card: connection lost: {e}"),
             Err(_) => {}
         }
@@ -111,7 +119,12 @@ fn sleep_unless(shutdown: &Shutdown, total: Duration) {
 }
 
 /// One connection: frames in, frames out, until vpcd closes.
-fn session(card: &mut Card, mut stream: TcpStream, options: ServeOptions, shutdown: &Shutdown) -> io::Result<()> {
+fn session(
+    card: &mut Card,
+    mut stream: TcpStream,
+    options: ServeOptions,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     let mut frame = Vec::with_capacity(apdu_spec::MAX_BUFFER_SIZE_EXTENDED);
     let mut response = Vec::with_capacity(apdu_spec::MAX_BUFFER_SIZE_EXTENDED);
     let mut out = Vec::with_capacity(apdu_spec::MAX_BUFFER_SIZE_EXTENDED);
@@ -152,7 +165,11 @@ fn session(card: &mut Card, mut stream: TcpStream, options: ServeOptions, shutdo
                 }
             }
         }
-        let payload: &[u8] = if frame.as_slice() == [CONTROL_GET_ATR] { apdu_spec::ATR } else { &response };
+        let payload: &[u8] = if frame.as_slice() == [CONTROL_GET_ATR] {
+            apdu_spec::ATR
+        } else {
+            &response
+        };
         // One write per frame: length and payload together, so that no half frame waits.
         out.clear();
         out.extend_from_slice(&(payload.len() as u16).to_be_bytes());

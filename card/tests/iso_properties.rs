@@ -54,7 +54,9 @@ enum Op {
     Random(Vec<u8>),
     Reset,
     /// PERSONALIZE with a valid body for the card's own key, in one APDU or two links.
-    Personalize { chained: bool },
+    Personalize {
+        chained: bool,
+    },
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -94,32 +96,42 @@ fn apply(mut bytes: Vec<u8>, m: &Mutation) -> Vec<u8> {
 }
 
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut checker = Checker::new(Card::in_memory(Options { test_mode: true, rng_seed: Some(3) }));
+    let mut checker = Checker::new(Card::in_memory(Options {
+        test_mode: true,
+        rng_seed: Some(3),
+    }));
     let mut vars: Vars = vectors::initial_vars();
     for op in ops {
         match op {
             Op::Template(i, m) => {
                 let bytes = vectors::expand(TEMPLATES[*i], &vars).map_err(TestCaseError::fail)?;
-                checker.step(&apply(bytes, m)).map_err(TestCaseError::fail)?;
+                checker
+                    .step(&apply(bytes, m))
+                    .map_err(TestCaseError::fail)?;
             }
             Op::Random(bytes) => {
                 checker.step(bytes).map_err(TestCaseError::fail)?;
             }
             Op::Reset => checker.reset(),
             Op::Personalize { chained } => {
-                let key = checker.step(&[0x00, 0xCA, 0x00, 0xC1, 0x00]).map_err(TestCaseError::fail)?;
+                let key = checker
+                    .step(&[0x00, 0xCA, 0x00, 0xC1, 0x00])
+                    .map_err(TestCaseError::fail)?;
                 if key.len() != 37 {
                     continue;
                 }
                 vars.insert("PUBLIC_KEY".into(), key[2..35].to_vec());
-                let body = vectors::lookup("PERSONALIZATION", &vars).ok_or_else(|| TestCaseError::fail("no body"))?;
+                let body = vectors::lookup("PERSONALIZATION", &vars)
+                    .ok_or_else(|| TestCaseError::fail("no body"))?;
                 let links: Vec<(u8, &[u8])> = if *chained {
                     vec![(0x90, &body[..50]), (0x80, &body[50..])]
                 } else {
                     vec![(0x80, &body[..])]
                 };
                 for (cla, part) in links {
-                    checker.step(&apdu_spec::apdu::encode(cla, 0x50, 0, 0, part, 0, false)).map_err(TestCaseError::fail)?;
+                    checker
+                        .step(&apdu_spec::apdu::encode(cla, 0x50, 0, 0, part, 0, false))
+                        .map_err(TestCaseError::fail)?;
                 }
             }
         }

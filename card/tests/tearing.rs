@@ -20,7 +20,10 @@ use valuecard_card::{Card, Options};
 const SEED: u64 = 7;
 
 fn options() -> Options {
-    Options { test_mode: true, rng_seed: Some(SEED) }
+    Options {
+        test_mode: true,
+        rng_seed: Some(SEED),
+    }
 }
 
 fn send(card: &mut Card, hex_apdu: &str, vars: &Vars) -> Vec<u8> {
@@ -45,9 +48,16 @@ fn prepare(card: &mut Card, life: LifeCycle, spend_a_try: bool) -> Vars {
     let key = ok(card, "80 47 00 00 00", &vars);
     vars.insert("PUBLIC_KEY".into(), key[2..].to_vec());
     if life == LifeCycle::Active {
-        ok(card, "80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}", &vars);
+        ok(
+            card,
+            "80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}",
+            &vars,
+        );
         if spend_a_try {
-            assert_eq!(send(card, "00 20 00 81 04 39393939", &vars), vec![0x63, 0xC2]);
+            assert_eq!(
+                send(card, "00 20 00 81 04 39393939", &vars),
+                vec![0x63, 0xC2]
+            );
         }
     }
     vars
@@ -64,13 +74,62 @@ struct Scenario {
 }
 
 const SCENARIOS: &[Scenario] = &[
-    Scenario { command: "GENERATE KEY", path: "new key", given: LifeCycle::Blank, spend_a_try: false, apdu: "80 47 00 00 00", try_spent_is_allowed: false },
-    Scenario { command: "PERSONALIZE", path: "install", given: LifeCycle::Keyed, spend_a_try: false, apdu: "80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}", try_spent_is_allowed: false },
-    Scenario { command: "VERIFY", path: "right PIN", given: LifeCycle::Active, spend_a_try: true, apdu: "00 20 00 81 ${lc:PIN} ${PIN}", try_spent_is_allowed: true },
-    Scenario { command: "VERIFY", path: "wrong PIN", given: LifeCycle::Active, spend_a_try: true, apdu: "00 20 00 81 04 39393939", try_spent_is_allowed: false },
-    Scenario { command: "CHANGE REFERENCE DATA", path: "right PIN", given: LifeCycle::Active, spend_a_try: true, apdu: "00 24 00 81 10 81 06 ${PIN} 82 06 363534333231", try_spent_is_allowed: true },
-    Scenario { command: "CHANGE REFERENCE DATA", path: "wrong PIN", given: LifeCycle::Active, spend_a_try: true, apdu: "00 24 00 81 10 81 06 393939393939 82 06 363534333231", try_spent_is_allowed: false },
-    Scenario { command: "TEST RESET", path: "erase", given: LifeCycle::Active, spend_a_try: false, apdu: "80 7E 00 00", try_spent_is_allowed: false },
+    Scenario {
+        command: "GENERATE KEY",
+        path: "new key",
+        given: LifeCycle::Blank,
+        spend_a_try: false,
+        apdu: "80 47 00 00 00",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "PERSONALIZE",
+        path: "install",
+        given: LifeCycle::Keyed,
+        spend_a_try: false,
+        apdu: "80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "VERIFY",
+        path: "right PIN",
+        given: LifeCycle::Active,
+        spend_a_try: true,
+        apdu: "00 20 00 81 ${lc:PIN} ${PIN}",
+        try_spent_is_allowed: true,
+    },
+    Scenario {
+        command: "VERIFY",
+        path: "wrong PIN",
+        given: LifeCycle::Active,
+        spend_a_try: true,
+        apdu: "00 20 00 81 04 39393939",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "CHANGE REFERENCE DATA",
+        path: "right PIN",
+        given: LifeCycle::Active,
+        spend_a_try: true,
+        apdu: "00 24 00 81 10 81 06 ${PIN} 82 06 363534333231",
+        try_spent_is_allowed: true,
+    },
+    Scenario {
+        command: "CHANGE REFERENCE DATA",
+        path: "wrong PIN",
+        given: LifeCycle::Active,
+        spend_a_try: true,
+        apdu: "00 24 00 81 10 81 06 393939393939 82 06 363534333231",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "TEST RESET",
+        path: "erase",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        apdu: "80 7E 00 00",
+        try_spent_is_allowed: false,
+    },
 ];
 
 fn load(path: &Path) -> Persistent {
@@ -92,7 +151,11 @@ fn power_cut_at_every_write_of_every_command() {
         // The before-state, made through the card's own commands.
         let setup_dir = tempfile::tempdir().expect("tempdir");
         let setup_path = setup_dir.path().join("card.state");
-        let mut card = Card::new(Box::new(FileStorage::open(&setup_path).expect("storage")), options()).expect("card");
+        let mut card = Card::new(
+            Box::new(FileStorage::open(&setup_path).expect("storage")),
+            options(),
+        )
+        .expect("card");
         let vars = prepare(&mut card, s.given, s.spend_a_try);
         drop(card);
         let before_bytes = fs::read(&setup_path).expect("before-state");
@@ -102,15 +165,34 @@ fn power_cut_at_every_write_of_every_command() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = fresh_copy(&before_bytes, dir.path());
         let counter = SharedFs::default();
-        let mut card = Card::new(Box::new(FileStorage::with_fs(&path, counter.clone()).expect("storage")), options()).expect("card");
+        let mut card = Card::new(
+            Box::new(FileStorage::with_fs(&path, counter.clone()).expect("storage")),
+            options(),
+        )
+        .expect("card");
         ok(&mut card, "00 A4 04 0C ${lc:AID} ${AID}", &vars);
         let clean = send(&mut card, s.apdu, &vars);
-        assert_ne!(&clean[clean.len() - 2..], &[0x65, 0x81], "{} ({}) clean run", s.command, s.path);
+        assert_ne!(
+            &clean[clean.len() - 2..],
+            &[0x65, 0x81],
+            "{} ({}) clean run",
+            s.command,
+            s.path
+        );
         let ops = counter.ops();
         drop(card);
         let after = load(&path);
-        assert_ne!(before, after, "{} ({}) must change the state", s.command, s.path);
-        assert!(ops >= 4, "{} ({}) made {ops} file operations", s.command, s.path);
+        assert_ne!(
+            before, after,
+            "{} ({}) must change the state",
+            s.command, s.path
+        );
+        assert!(
+            ops >= 4,
+            "{} ({}) made {ops} file operations",
+            s.command,
+            s.path
+        );
         let mut try_spent = before.clone();
         if let Some(p) = try_spent.personalization.as_mut() {
             p.pin.tries_left -= 1;
@@ -119,28 +201,55 @@ fn power_cut_at_every_write_of_every_command() {
         for cut in 0..ops {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = fresh_copy(&before_bytes, dir.path());
-            let fs = SharedFs(std::sync::Arc::new(std::sync::Mutex::new(PowerCutFs::cut_at(cut))));
-            let mut card = Card::new(Box::new(FileStorage::with_fs(&path, fs).expect("storage")), options()).expect("card");
+            let fs = SharedFs(std::sync::Arc::new(std::sync::Mutex::new(
+                PowerCutFs::cut_at(cut),
+            )));
+            let mut card = Card::new(
+                Box::new(FileStorage::with_fs(&path, fs).expect("storage")),
+                options(),
+            )
+            .expect("card");
             ok(&mut card, "00 A4 04 0C ${lc:AID} ${AID}", &vars);
             let response = send(&mut card, s.apdu, &vars);
             drop(card);
 
             let found = load(&path);
-            let label = format!("{} ({}), power cut at operation {cut} of {ops}", s.command, s.path);
+            let label = format!(
+                "{} ({}), power cut at operation {cut} of {ops}",
+                s.command, s.path
+            );
             let is_before = found == before;
             let is_after = found == after;
             let is_try_spent = s.try_spent_is_allowed && found == try_spent;
-            assert!(is_before || is_after || is_try_spent, "{label}: torn state {found:?}");
+            assert!(
+                is_before || is_after || is_try_spent,
+                "{label}: torn state {found:?}"
+            );
             // The card answers only after its commit, and this commit never completed.
-            assert_ne!(&response[response.len() - 2..], &[0x90, 0x00], "{label}: a cut write cannot answer 9000");
+            assert_ne!(
+                &response[response.len() - 2..],
+                &[0x90, 0x00],
+                "{label}: a cut write cannot answer 9000"
+            );
             // And the card comes back up from what is on disk.
             let path_again = path.clone();
-            Card::new(Box::new(FileStorage::open(&path_again).expect("storage")), options()).expect("card restarts");
+            Card::new(
+                Box::new(FileStorage::open(&path_again).expect("storage")),
+                options(),
+            )
+            .expect("card restarts");
             cuts += 1;
         }
         covered.insert(s.command);
     }
-    let writers: BTreeSet<&str> = COMMANDS.iter().filter(|c| c.writes).map(|c| c.name).collect();
-    assert_eq!(covered, writers, "every command that writes is cut at every write");
+    let writers: BTreeSet<&str> = COMMANDS
+        .iter()
+        .filter(|c| c.writes)
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(
+        covered, writers,
+        "every command that writes is cut at every write"
+    );
     println!("power cuts tested: {cuts}");
 }

@@ -19,7 +19,8 @@ pub fn reader_name(slot: u16) -> String {
 pub struct VpcdLock(#[allow(dead_code)] File);
 
 pub fn lock_vpcd() -> VpcdLock {
-    let file = File::create(std::env::temp_dir().join("valuecard-vpcd.lock")).expect("create the vpcd lock file");
+    let file = File::create(std::env::temp_dir().join("valuecard-vpcd.lock"))
+        .expect("create the vpcd lock file");
     file.lock().expect("lock the vpcd slots");
     VpcdLock(file)
 }
@@ -28,9 +29,16 @@ pub fn lock_vpcd() -> VpcdLock {
 /// first with `cargo build --workspace --bins`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` (make test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (make test does)",
+        path.display()
+    );
     path
 }
 
@@ -51,13 +59,18 @@ pub fn require_pcscd() {
 
 fn card_present(slot: u16) -> bool {
     let name = reader_name(slot);
-    list_readers().map(|rs| rs.iter().any(|r| r.name == name && r.card_present)).unwrap_or(false)
+    list_readers()
+        .map(|rs| rs.iter().any(|r| r.name == name && r.card_present))
+        .unwrap_or(false)
 }
 
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -73,15 +86,33 @@ pub struct VirtualCard {
 impl VirtualCard {
     pub fn start(slot: u16, state: &Path, test_mode: bool) -> Self {
         require_pcscd();
-        assert!(!card_present(slot), "a card is already in {}: another valuecard-card is running", reader_name(slot));
+        assert!(
+            !card_present(slot),
+            "a card is already in {}: another valuecard-card is running",
+            reader_name(slot)
+        );
         let mut cmd = Command::new(bin("valuecard-card"));
-        cmd.args(["--slot", &slot.to_string(), "--state"]).arg(state);
+        cmd.args(["--slot", &slot.to_string(), "--state"])
+            .arg(state);
         if test_mode {
             cmd.arg("--test-mode");
         }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start valuecard-card");
-        let card = VirtualCard { child: Some(child), slot, reader: reader_name(slot), state: state.to_path_buf() };
-        wait_until(&format!("the card in {}", card.reader), Duration::from_secs(15), || card_present(slot));
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start valuecard-card");
+        let card = VirtualCard {
+            child: Some(child),
+            slot,
+            reader: reader_name(slot),
+            state: state.to_path_buf(),
+        };
+        wait_until(
+            &format!("the card in {}", card.reader),
+            Duration::from_secs(15),
+            || card_present(slot),
+        );
         card
     }
 
@@ -91,7 +122,11 @@ impl VirtualCard {
             let _ = child.kill();
             let _ = child.wait();
             let slot = self.slot;
-            wait_until(&format!("the card to leave {}", self.reader), Duration::from_secs(15), || !card_present(slot));
+            wait_until(
+                &format!("the card to leave {}", self.reader),
+                Duration::from_secs(15),
+                || !card_present(slot),
+            );
         }
     }
 }
@@ -104,6 +139,13 @@ impl Drop for VirtualCard {
 
 /// Runs the `valuecard` CLI, returning (success, stdout, stderr).
 pub fn valuecard(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin("valuecard")).args(args).output().expect("run valuecard");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(bin("valuecard"))
+        .args(args)
+        .output()
+        .expect("run valuecard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

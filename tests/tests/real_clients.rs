@@ -7,11 +7,19 @@ use valuecard_terminal::pcsc::list_readers;
 use valuecard_tests::{VirtualCard, lock_vpcd, valuecard};
 
 fn hex_spaced(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn reader_index(name: &str) -> usize {
-    list_readers().expect("pcscd").iter().position(|r| r.name == name).expect("reader listed")
+    list_readers()
+        .expect("pcscd")
+        .iter()
+        .position(|r| r.name == name)
+        .expect("reader listed")
 }
 
 #[test]
@@ -19,13 +27,21 @@ fn opensc_tool_selects_the_application_and_gets_the_fci() {
     let _lock = lock_vpcd();
     let dir = tempfile::tempdir().expect("tempdir");
     let card = VirtualCard::start(0, &dir.path().join("card.state"), false);
-    let select = format!("00 A4 04 00 {:02X} {} 00", apdu_spec::AID.len(), hex_spaced(apdu_spec::AID));
+    let select = format!(
+        "00 A4 04 00 {:02X} {} 00",
+        apdu_spec::AID.len(),
+        hex_spaced(apdu_spec::AID)
+    );
     let out = Command::new("opensc-tool")
         .args(["-r", &reader_index(&card.reader).to_string(), "-s", &select])
         .output()
         .expect("opensc-tool is installed (package opensc)");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("SW1=0x90, SW2=0x00"), "{stdout}");
     // opensc-tool prints 16 bytes per line: the FCI starts 6F 11 84 07 and the AID.
     let fci_start = format!("6F 11 84 07 {}", hex_spaced(&apdu_spec::AID[..5]));
@@ -37,12 +53,26 @@ fn the_atr_pcscd_reports_is_ours_and_atr_analysis_accepts_its_checksum() {
     let _lock = lock_vpcd();
     let dir = tempfile::tempdir().expect("tempdir");
     let card = VirtualCard::start(0, &dir.path().join("card.state"), false);
-    let reader = list_readers().expect("pcscd").into_iter().find(|r| r.name == card.reader).expect("reader");
-    assert_eq!(reader.atr.as_deref(), Some(apdu_spec::ATR), "pcscd got the card's ATR");
-    let out = Command::new("ATR_analysis").arg(hex_spaced(apdu_spec::ATR)).output().expect("ATR_analysis is installed (package pcsc-tools)");
+    let reader = list_readers()
+        .expect("pcscd")
+        .into_iter()
+        .find(|r| r.name == card.reader)
+        .expect("reader");
+    assert_eq!(
+        reader.atr.as_deref(),
+        Some(apdu_spec::ATR),
+        "pcscd got the card's ATR"
+    );
+    let out = Command::new("ATR_analysis")
+        .arg(hex_spaced(apdu_spec::ATR))
+        .output()
+        .expect("ATR_analysis is installed (package pcsc-tools)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("(correct checksum)"), "{stdout}");
-    assert!(stdout.contains("Extended Lc and Le fields") && stdout.contains("Command chaining"), "{stdout}");
+    assert!(
+        stdout.contains("Extended Lc and Le fields") && stdout.contains("Command chaining"),
+        "{stdout}"
+    );
 }
 
 const PYSCARD_SCRIPT: &str = r#"
@@ -75,11 +105,20 @@ fn pyscard_drives_the_card() {
     let card = VirtualCard::start(1, &dir.path().join("card.state"), false);
     // Debian's python3-pyscard lives with the system interpreter.
     let out = Command::new("/usr/bin/python3")
-        .args(["-c", PYSCARD_SCRIPT, &card.reader, &hex::encode(apdu_spec::AID)])
+        .args([
+            "-c",
+            PYSCARD_SCRIPT,
+            &card.reader,
+            &hex::encode(apdu_spec::AID),
+        ])
         .output()
         .expect("/usr/bin/python3 is installed");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with("pyscard ok "), "{stdout}");
 }
 
@@ -94,18 +133,40 @@ fn cli_life_cycle_survives_a_card_restart() {
     let reader = card.reader.clone();
 
     let (ok, out, err) = valuecard(&["readers"]);
-    assert!(ok && out.contains(&reader) && out.contains(&hex::encode_upper(apdu_spec::ATR)), "{out}\n{err}");
+    assert!(
+        ok && out.contains(&reader) && out.contains(&hex::encode_upper(apdu_spec::ATR)),
+        "{out}\n{err}"
+    );
 
     let (ok, _, err) = valuecard(&["card", "keygen", "--out", issuer.to_str().expect("path")]);
     assert!(ok, "{err}");
-    let (ok, arbiter_out, err) = valuecard(&["card", "keygen", "--out", arbiter.to_str().expect("path")]);
+    let (ok, arbiter_out, err) =
+        valuecard(&["card", "keygen", "--out", arbiter.to_str().expect("path")]);
     assert!(ok, "{err}");
-    let arbiter_public = arbiter_out.split_whitespace().find(|w| w.len() == 66).expect("keygen prints the public key").to_string();
+    let arbiter_public = arbiter_out
+        .split_whitespace()
+        .find(|w| w.len() == 66)
+        .expect("keygen prints the public key")
+        .to_string();
 
-    let (ok, out, err) = valuecard(&["--reader", &reader, "card", "init", "--issuer-key", issuer.to_str().expect("path"), "--arbiter-key", &arbiter_public, "--pin", "2468"]);
+    let (ok, out, err) = valuecard(&[
+        "--reader",
+        &reader,
+        "card",
+        "init",
+        "--issuer-key",
+        issuer.to_str().expect("path"),
+        "--arbiter-key",
+        &arbiter_public,
+        "--pin",
+        "2468",
+    ]);
     assert!(ok, "card init failed:\n{out}\n{err}");
     let (ok, out, err) = valuecard(&["--reader", &reader, "pin", "verify", "--pin", "1111"]);
-    assert!(!ok && format!("{out}{err}").contains("2"), "a wrong PIN reports the tries left:\n{out}\n{err}");
+    assert!(
+        !ok && format!("{out}{err}").contains("2"),
+        "a wrong PIN reports the tries left:\n{out}\n{err}"
+    );
 
     // Pull the card out and put it back: the state file carries everything.
     card.kill();
@@ -115,7 +176,9 @@ fn cli_life_cycle_survives_a_card_restart() {
     assert!(out.contains("active"), "{out}");
     let (ok, _, err) = valuecard(&["--reader", &reader, "pin", "status"]);
     assert!(ok, "{err}");
-    let (ok, out, err) = valuecard(&["--reader", &reader, "pin", "change", "--old", "2468", "--new", "97531"]);
+    let (ok, out, err) = valuecard(&[
+        "--reader", &reader, "pin", "change", "--old", "2468", "--new", "97531",
+    ]);
     assert!(ok, "pin change failed:\n{out}\n{err}");
     let (ok, out, err) = valuecard(&["--reader", &reader, "pin", "verify", "--pin", "97531"]);
     assert!(ok, "the new PIN verifies:\n{out}\n{err}");

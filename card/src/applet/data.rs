@@ -1,8 +1,8 @@
 //! GET DATA.
 
+use apdu_spec::Status;
 use apdu_spec::objects::{CardInfo, Counters, tag};
 use apdu_spec::tlv::{self, Tlv};
-use apdu_spec::Status;
 
 use super::Applet;
 
@@ -13,7 +13,11 @@ impl Applet {
             tag::LIFE_CYCLE => Some(tlv::primitive(tag::LIFE_CYCLE, [self.life_cycle() as u8])),
             tag::COUNTERS => Some(self.counters().to_tlv()),
             tag::VALUES => Some(self.persistent.values.to_tlv()),
-            tag::PUBLIC_KEY => self.persistent.key.as_ref().map(|k| tlv::primitive(tag::PUBLIC_KEY, k.public)),
+            tag::PUBLIC_KEY => self
+                .persistent
+                .key
+                .as_ref()
+                .map(|k| tlv::primitive(tag::PUBLIC_KEY, k.public)),
             tag::CARD_ID => self.card_id().map(|id| tlv::primitive(tag::CARD_ID, id)),
             tag::CERTIFICATE | tag::ISSUER_KEY | tag::ARBITER_KEY => self.personal_object(object),
             _ => return Err(Status::IncorrectP1OrP2Parameter),
@@ -32,14 +36,21 @@ impl Applet {
     }
 
     fn card_id(&self) -> Option<[u8; 32]> {
-        self.persistent.key.as_ref().map(|k| apdu_spec::card_id(&k.public))
+        self.persistent
+            .key
+            .as_ref()
+            .map(|k| apdu_spec::card_id(&k.public))
     }
 
     fn counters(&self) -> Counters {
         Counters {
             load: self.persistent.load_counter,
             unload: self.persistent.unload_counter,
-            pin_tries: self.persistent.personalization.as_ref().map_or(0, |p| p.pin.tries_left),
+            pin_tries: self
+                .persistent
+                .personalization
+                .as_ref()
+                .map_or(0, |p| p.pin.tries_left),
         }
     }
 

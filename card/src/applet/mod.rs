@@ -31,7 +31,11 @@ pub struct Applet {
 impl Applet {
     /// Loads the state from `storage`; a card that never committed starts blank and commits
     /// that at once, so that its state file exists from the start.
-    pub fn new(mut storage: Box<dyn Storage + Send>, test_mode: bool, rng_seed: Option<u64>) -> Result<Self, StorageError> {
+    pub fn new(
+        mut storage: Box<dyn Storage + Send>,
+        test_mode: bool,
+        rng_seed: Option<u64>,
+    ) -> Result<Self, StorageError> {
         let persistent = match storage.load()? {
             Some(bytes) => decode(&bytes)?,
             None => {
@@ -44,7 +48,14 @@ impl Applet {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => rand::make_rng(),
         };
-        Ok(Applet { committed: persistent.clone(), persistent, volatile: Volatile::default(), storage, rng, test_mode })
+        Ok(Applet {
+            committed: persistent.clone(),
+            persistent,
+            volatile: Volatile::default(),
+            storage,
+            rng,
+            test_mode,
+        })
     }
 
     pub fn persistent(&self) -> &Persistent {
@@ -61,7 +72,8 @@ impl Applet {
     }
 
     pub fn process(&mut self, apdu: &Apdu) -> Result<Vec<u8>, Status> {
-        let def = commands::lookup(apdu.cla, apdu.ins).ok_or(Status::InstructionNotSupportedOrInvalid)?;
+        let def =
+            commands::lookup(apdu.cla, apdu.ins).ok_or(Status::InstructionNotSupportedOrInvalid)?;
         if def.ins == ins::TEST_RESET && !self.test_mode {
             return Err(Status::InstructionNotSupportedOrInvalid);
         }
@@ -131,10 +143,15 @@ fn params_allowed(def: &CommandDef, apdu: &Apdu) -> bool {
     match def.ins {
         ins::SELECT => {
             apdu.p1 == commands::SELECT_BY_NAME
-                && matches!(apdu.p2, commands::SELECT_RETURN_FCI | commands::SELECT_NO_RESPONSE)
+                && matches!(
+                    apdu.p2,
+                    commands::SELECT_RETURN_FCI | commands::SELECT_NO_RESPONSE
+                )
         }
         ins::GET_DATA => apdu_spec::objects::READABLE.contains(&apdu.p1p2()),
-        ins::VERIFY | ins::CHANGE_REFERENCE_DATA => apdu.p1 == 0 && apdu.p2 == apdu_spec::PIN_REFERENCE,
+        ins::VERIFY | ins::CHANGE_REFERENCE_DATA => {
+            apdu.p1 == 0 && apdu.p2 == apdu_spec::PIN_REFERENCE
+        }
         _ => apdu.p1p2() == 0,
     }
 }
@@ -146,10 +163,15 @@ pub fn encode(state: &Persistent) -> Vec<u8> {
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Persistent, StorageError> {
-    let state: Persistent = serde_json::from_slice(bytes)
-        .map_err(|e| StorageError::Corrupt { path: String::new(), reason: e.to_string() })?;
+    let state: Persistent = serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt {
+        path: String::new(),
+        reason: e.to_string(),
+    })?;
     if state.format != crate::state::FORMAT {
-        return Err(StorageError::Corrupt { path: String::new(), reason: format!("unknown format {}", state.format) });
+        return Err(StorageError::Corrupt {
+            path: String::new(),
+            reason: format!("unknown format {}", state.format),
+        });
     }
     Ok(state)
 }

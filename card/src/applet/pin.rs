@@ -14,7 +14,11 @@ impl Applet {
         }
         if candidate.is_empty() {
             // The try-count query.
-            return if self.volatile.pin_verified { Ok(Vec::new()) } else { Err(Status::RemainingRetries(tries)) };
+            return if self.volatile.pin_verified {
+                Ok(Vec::new())
+            } else {
+                Err(Status::RemainingRetries(tries))
+            };
         }
         self.spend_try_then_compare(candidate)?;
         self.pin_mut()?.tries_left = apdu_spec::PIN_MAX_TRIES;
@@ -27,7 +31,8 @@ impl Applet {
         if self.pin()?.tries_left == 0 {
             return Err(Status::OperationBlocked);
         }
-        let (old, new) = objects::decode_pin_change(body).map_err(|_| Status::IncorrectDataParameter)?;
+        let (old, new) =
+            objects::decode_pin_change(body).map_err(|_| Status::IncorrectDataParameter)?;
         if !objects::pin_is_well_formed(&new) {
             return Err(Status::IncorrectDataParameter);
         }
@@ -48,14 +53,26 @@ impl Applet {
         record.tries_left -= 1;
         self.commit()?;
         let record = self.pin()?;
-        if record.matches(candidate) { Ok(()) } else { Err(Status::RemainingRetries(record.tries_left)) }
+        if record.matches(candidate) {
+            Ok(())
+        } else {
+            Err(Status::RemainingRetries(record.tries_left))
+        }
     }
 
     fn pin(&self) -> Result<&PinRecord, Status> {
-        self.persistent.personalization.as_ref().map(|p| &p.pin).ok_or(Status::ConditionsOfUseNotSatisfied)
+        self.persistent
+            .personalization
+            .as_ref()
+            .map(|p| &p.pin)
+            .ok_or(Status::ConditionsOfUseNotSatisfied)
     }
 
     fn pin_mut(&mut self) -> Result<&mut PinRecord, Status> {
-        self.persistent.personalization.as_mut().map(|p| &mut p.pin).ok_or(Status::ConditionsOfUseNotSatisfied)
+        self.persistent
+            .personalization
+            .as_mut()
+            .map(|p| &mut p.pin)
+            .ok_or(Status::ConditionsOfUseNotSatisfied)
     }
 }

@@ -56,16 +56,27 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), String> {
     let storage = FileStorage::open(&args.state)
         .map_err(|e| format!("cannot use state file {}: {e}", args.state.display()))?;
-    let mut card = Card::new(Box::new(storage), Options { test_mode: args.test_mode, rng_seed: None })
-        .map_err(|e| format!("cannot load the card from {}: {e}", args.state.display()))?;
+    let mut card = Card::new(
+        Box::new(storage),
+        Options {
+            test_mode: args.test_mode,
+            rng_seed: None,
+        },
+    )
+    .map_err(|e| format!("cannot load the card from {}: {e}", args.state.display()))?;
     let address = args.vpcd.unwrap_or_else(|| vpcd::slot_address(args.slot));
 
     let shutdown = Arc::new(Shutdown::default());
     let handler = Arc::clone(&shutdown);
-    ctrlc::set_handler(move || handler.trigger()).map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    ctrlc::set_handler(move || handler.trigger())
+        .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
 
-    let options = ServeOptions { trace: args.trace, tuned: !args.plain_socket };
-    vpcd::serve(&mut card, &address, options, &shutdown).map_err(|e| format!("vpcd at {address}: {e}"))?;
+    let options = ServeOptions {
+        trace: args.trace,
+        tuned: !args.plain_socket,
+    };
+    vpcd::serve(&mut card, &address, options, &shutdown)
+        .map_err(|e| format!("vpcd at {address}: {e}"))?;
     // Every command committed before it answered: there is nothing left to save.
     eprintln!("valuecard-card: stopped");
     Ok(())
