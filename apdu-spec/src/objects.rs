@@ -162,9 +162,7 @@ impl Values {
     pub fn from_children(children: &[Tlv]) -> Result<Self, TlvError> {
         let mut values = Values::default();
         for child in children {
-            let Some(fields) =
-                tlv::find_constructed(std::slice::from_ref(child), tlv::tag_number(child))
-            else {
+            let tlv::Value::Constructed(fields) = child.value() else {
                 return Err(TlvError::Malformed);
             };
             let code = String::from_utf8(tlv::require(fields, tag::ASSET_CODE)?.to_vec())

@@ -86,44 +86,32 @@ pub fn require_array<const N: usize>(objects: &[Tlv], t: u16) -> Result<[u8; N],
         .map_err(|_| TlvError::Length(t))
 }
 
-/// Whether a path of tags (outermost first) exists in `bytes`, e.g. `[0x6F, 0x84]`.
-pub fn has_path(bytes: &[u8], path: &[u16]) -> bool {
-    let Ok(top) = parse_all(bytes) else {
-        return false;
-    };
-    let mut level: &[Tlv] = &top;
-    for (i, t) in path.iter().enumerate() {
-        let Some(obj) = level.iter().find(|o| tag_number(o) == *t) else {
-            return false;
-        };
-        if i + 1 == path.len() {
-            return true;
-        }
-        match obj.value() {
+/// The object at a path of tags (outermost first), e.g. `[0x6F, 0x84]`, among `objects`.
+pub fn at_path<'a>(objects: &'a [Tlv], path: &[u16]) -> Option<&'a Tlv> {
+    let (last, parents) = path.split_last()?;
+    let mut level = objects;
+    for t in parents {
+        match level.iter().find(|o| tag_number(o) == *t)?.value() {
             Value::Constructed(children) => level = children,
-            Value::Primitive(_) => return false,
+            Value::Primitive(_) => return None,
         }
     }
-    true
+    level.iter().find(|o| tag_number(o) == *last)
+}
+
+/// Whether a path of tags (outermost first) exists in `bytes`, e.g. `[0x6F, 0x84]`.
+pub fn has_path(bytes: &[u8], path: &[u16]) -> bool {
+    parse_all(bytes).is_ok_and(|top| at_path(&top, path).is_some())
 }
 
 /// The value bytes at a path of tags: a primitive's value, or a constructed object's encoding
 /// of its children.
 pub fn value_at(bytes: &[u8], path: &[u16]) -> Option<Vec<u8>> {
     let top = parse_all(bytes).ok()?;
-    let mut level: Vec<Tlv> = top;
-    for (i, t) in path.iter().enumerate() {
-        let obj = level.iter().find(|o| tag_number(o) == *t)?.clone();
-        match obj.value() {
-            Value::Primitive(v) if i + 1 == path.len() => return Some(v.clone()),
-            Value::Primitive(_) => return None,
-            Value::Constructed(children) if i + 1 == path.len() => {
-                return Some(encode_all(children));
-            }
-            Value::Constructed(children) => level = children.clone(),
-        }
-    }
-    None
+    Some(match at_path(&top, path)?.value() {
+        Value::Primitive(v) => v.clone(),
+        Value::Constructed(children) => encode_all(children),
+    })
 }
 
 #[cfg(test)]
