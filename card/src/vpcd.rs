@@ -150,7 +150,10 @@ fn session(
                 card.reset();
                 continue;
             }
-            [CONTROL_GET_ATR] => response.clear(),
+            [CONTROL_GET_ATR] => {
+                response.clear();
+                response.extend_from_slice(apdu_spec::ATR);
+            }
             [other] => {
                 eprintln!("valuecard-card: unknown vpcd control code {other:02X}, ignored");
                 continue;
@@ -165,15 +168,10 @@ fn session(
                 }
             }
         }
-        let payload: &[u8] = if frame.as_slice() == [CONTROL_GET_ATR] {
-            apdu_spec::ATR
-        } else {
-            &response
-        };
         // One write per frame: length and payload together, so that no half frame waits.
         out.clear();
-        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        out.extend_from_slice(payload);
+        out.extend_from_slice(&(response.len() as u16).to_be_bytes());
+        out.extend_from_slice(&response);
         stream.write_all(&out)?;
         quickack(&stream, options)?;
     }
