@@ -229,11 +229,7 @@ impl<T: Transport> Client<T> {
         let Ok(parsed) = Apdu::parse(command) else {
             return Ok(answer);
         };
-        let ne = if answer.sw2() == 0 {
-            256
-        } else {
-            usize::from(answer.sw2())
-        };
+        let ne = short_length(answer.sw2());
         let again = apdu::encode(
             parsed.cla,
             parsed.ins,
@@ -253,11 +249,7 @@ impl<T: Transport> Client<T> {
             if data.len() > MAX_RESPONSE_TOTAL {
                 return Err(ClientError::EndlessResponse);
             }
-            let ne = if answer.sw2() == 0 {
-                256
-            } else {
-                usize::from(answer.sw2())
-            };
+            let ne = short_length(answer.sw2());
             let get_response =
                 apdu::encode(apdu_spec::CLA_ISO, ins::GET_RESPONSE, 0, 0, &[], ne, false);
             answer = self.transmit_raw(&get_response)?;
@@ -366,6 +358,11 @@ impl<T: Transport> Client<T> {
     pub fn test_reset(&mut self) -> Result<()> {
         self.command(&commands::TEST_RESET, 0, 0, &[], 0).map(drop)
     }
+}
+
+/// The length in SW2 of 61xx and 6Cxx: 00 stands for 256.
+fn short_length(sw2: u8) -> usize {
+    if sw2 == 0 { 256 } else { usize::from(sw2) }
 }
 
 fn bad_answer(command: &'static str, detail: impl fmt::Display) -> ClientError {
