@@ -10,6 +10,7 @@ pub mod ins {
     pub const GET_DATA: u8 = 0xCA;
     pub const VERIFY: u8 = 0x20;
     pub const CHANGE_REFERENCE_DATA: u8 = 0x24;
+    pub const INTERNAL_AUTHENTICATE: u8 = 0x88;
     pub const GENERATE_KEY: u8 = 0x47;
     pub const PERSONALIZE: u8 = 0x50;
     pub const TEST_RESET: u8 = 0x7E;
@@ -156,6 +157,18 @@ pub const CHANGE_REFERENCE_DATA: CommandDef = CommandDef {
     summary: "replace the PIN, given the current one",
 };
 
+pub const INTERNAL_AUTHENTICATE: CommandDef = CommandDef {
+    name: "INTERNAL AUTHENTICATE",
+    cla: CLA_ISO,
+    ins: ins::INTERNAL_AUTHENTICATE,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Keyed, Active],
+    writes: false,
+    status_words: &["9000", "61xx", "6700", "6985", "6A86"],
+    summary: "sign a server's challenge (16 to 64 bytes) with the card key; answers r || s",
+};
+
 pub const GENERATE_KEY: CommandDef = CommandDef {
     name: "GENERATE KEY",
     cla: CLA_PROPRIETARY,
@@ -199,6 +212,7 @@ pub const COMMANDS: &[CommandDef] = &[
     GET_DATA,
     VERIFY,
     CHANGE_REFERENCE_DATA,
+    INTERNAL_AUTHENTICATE,
     GENERATE_KEY,
     PERSONALIZE,
     TEST_RESET,

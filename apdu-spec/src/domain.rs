@@ -16,3 +16,13 @@ pub fn tagged(domain: &str, parts: &[&[u8]]) -> Vec<u8> {
     }
     out
 }
+
+/// INTERNAL AUTHENTICATE: the card's signature over a challenge from a server.
+pub const AUTH: &str = "valuecard/auth/v1";
+
+/// The token message that the bank blind-signs and the center redeems. The tag doubles as
+/// the token format's version.
+pub const TOKEN: &str = "valuecard/token/v1";
+
+/// The bank's list of denomination keys, signed with its long-term key.
+pub const BANK_KEYS: &str = "valuecard/bank-keys/v1";

@@ -5,6 +5,7 @@
 
 pub mod apdu;
 pub mod atr;
+pub mod auth;
 pub mod cert;
 pub mod commands;
 pub mod domain;

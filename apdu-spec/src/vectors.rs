@@ -28,6 +28,10 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     ("lifecycle.toml", include_str!("../vectors/lifecycle.toml")),
     ("pin.toml", include_str!("../vectors/pin.toml")),
+    (
+        "internal-authenticate.toml",
+        include_str!("../vectors/internal-authenticate.toml"),
+    ),
 ];
 
 /// The PIN the conformance preconditions install.
@@ -104,7 +108,20 @@ pub struct Step {
     /// Variables to bind from the data: `data` (all of it) or `tlv:6E/C1`.
     #[serde(default)]
     pub capture: BTreeMap<String, String>,
+    /// The data must be an INTERNAL AUTHENTICATE signature (see [`crate::auth`]).
+    pub auth_signature: Option<AuthSignature>,
     pub note: Option<String>,
+}
+
+/// An expected INTERNAL AUTHENTICATE answer: a signature over `challenge` that verifies
+/// under `key` ([`crate::auth::verify`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSignature {
+    /// The card's public key, compressed SEC1, as a hex template: usually `${PUBLIC_KEY}`.
+    pub key: String,
+    /// The challenge the command sent, as a hex template.
+    pub challenge: String,
 }
 
 /// Loads every embedded vector file.
@@ -290,6 +307,22 @@ impl Step {
                 return Err(format!("data lacks TLV {path}, {got}"));
             }
         }
+        if let Some(expected) = &self.auth_signature {
+            let key = expand(&expected.key, vars)?;
+            let key = cert::decode_public_key(&key).ok_or_else(|| {
+                format!(
+                    "auth_signature: key {} is not a compressed P-256 point",
+                    hex::encode_upper(&key)
+                )
+            })?;
+            let challenge = expand(&expected.challenge, vars)?;
+            if !crate::auth::verify(&key, &challenge, &response.data) {
+                return Err(format!(
+                    "data is not a signature over the challenge {} under the key, {got}",
+                    hex::encode_upper(&challenge)
+                ));
+            }
+        }
         for (name, source) in &self.capture {
             let value = if source == "data" {
                 response.data.clone()
@@ -432,6 +465,36 @@ mod tests {
             )
             .is_err()
         );
+        let card = test_key(&[0x44; 32]);
+        vars.insert(
+            "PUBLIC_KEY".into(),
+            cert::encode_public_key(card.verifying_key()).to_vec(),
+        );
+        let signed = Step {
+            sw: Some("9000".into()),
+            auth_signature: Some(AuthSignature {
+                key: "${PUBLIC_KEY}".into(),
+                challenge: "${fill:16:A5}".into(),
+            }),
+            ..Step::default()
+        };
+        let answer = |data: Vec<u8>| Response { data, sw: 0x9000 };
+        let signature = crate::auth::sign(&card, &[0xA5; 16]);
+        assert!(signed.check(&answer(signature.to_vec()), &mut vars).is_ok());
+        let other = crate::auth::sign(&card, &[0xA5; 17]);
+        assert!(signed.check(&answer(other.to_vec()), &mut vars).is_err());
+        assert!(signed.check(&answer(Vec::new()), &mut vars).is_err());
+        vars.insert(
+            "PUBLIC_KEY".into(),
+            cert::encode_public_key(test_key(&[0x55; 32]).verifying_key()).to_vec(),
+        );
+        assert!(
+            signed
+                .check(&answer(signature.to_vec()), &mut vars)
+                .is_err(),
+            "another key"
+        );
+
         let plain = Step {
             sw: Some("6700".into()),
             ..Step::default()

@@ -50,6 +50,15 @@ pub struct CardKey {
     pub public: [u8; 33],
 }
 
+impl CardKey {
+    /// Whether the secret is a P-256 scalar and the public key is its point: GENERATE KEY
+    /// always makes such a pair; a state file that holds anything else is corrupt.
+    pub fn is_consistent(&self) -> bool {
+        p256::ecdsa::SigningKey::from_slice(&self.secret)
+            .is_ok_and(|k| apdu_spec::cert::encode_public_key(k.verifying_key()) == self.public)
+    }
+}
+
 impl fmt::Debug for CardKey {
     // The secret never reaches a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

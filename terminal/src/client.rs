@@ -7,7 +7,7 @@ use apdu_spec::apdu::{self, Apdu, Response};
 use apdu_spec::atr::Atr;
 use apdu_spec::commands::{self, ins};
 use apdu_spec::objects::{self, CardInfo, Personalization, tag};
-use apdu_spec::{status, tlv};
+use apdu_spec::{auth, status, tlv};
 
 use crate::transport::{Transport, TransportError};
 
@@ -55,6 +55,9 @@ impl CardError {
             {
                 "the card has no PIN yet: personalise it with `valuecard card init`"
             }
+            0x6985 if command == commands::INTERNAL_AUTHENTICATE.name => {
+                "the card is blank: it has no key to sign with yet (GENERATE KEY, e.g. through `valuecard card init`)"
+            }
             0x6985 => "the card's state does not allow this; see `valuecard info`",
             0x6A80 if command == commands::PERSONALIZE.name => {
                 "the card refused the personalisation: the certificate must be for this card's key and signed by the issuer key it installs, and the PIN must be 4 to 12 digits"
@@ -63,6 +66,9 @@ impl CardError {
                 "the new PIN must be 4 to 12 digits"
             }
             0x6A88 => "the card does not hold this object (yet); see `valuecard info`",
+            0x6700 if command == commands::INTERNAL_AUTHENTICATE.name => {
+                "the challenge must be 16 to 64 bytes long"
+            }
             0x6700 | 0x6A86 | 0x6B00 | 0x6883 => {
                 "the card and this terminal disagree on the command encoding: run with --trace and report it"
             }
@@ -340,6 +346,22 @@ impl<T: Transport> Client<T> {
             0,
         )?;
         PinStatus::from_sw(def.name, answer.sw)
+    }
+
+    /// INTERNAL AUTHENTICATE: the card signs `challenge` (16 to 64 bytes, fresh from the
+    /// server) with its key. Returns `r || s`, which `apdu_spec::auth::verify` checks against
+    /// the card's public key. Works on a keyed or active card, without the PIN.
+    pub fn internal_authenticate(&mut self, challenge: &[u8]) -> Result<[u8; auth::SIGNATURE_LEN]> {
+        let def = commands::INTERNAL_AUTHENTICATE;
+        // Le 00: the decided wire format, `00 88 00 00 Lc <challenge> 00`.
+        let answer = self.command(&def, 0, 0, challenge, 256)?;
+        let len = answer.len();
+        answer.try_into().map_err(|_| {
+            bad_answer(
+                def.name,
+                format!("{len} bytes, not a {}-byte signature", auth::SIGNATURE_LEN),
+            )
+        })
     }
 
     /// GENERATE KEY on a blank card; returns the new public key.

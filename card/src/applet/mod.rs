@@ -4,6 +4,7 @@
 //! presence, then the life-cycle state, and only then the command's own handler, so that
 //! a handler never sees a command that the table in `apdu-spec` does not allow.
 
+mod auth;
 mod data;
 mod lifecycle;
 mod pin;
@@ -110,6 +111,7 @@ impl Applet {
             ins::GET_DATA => self.get_data(apdu.p1p2()),
             ins::VERIFY => self.verify(apdu.data),
             ins::CHANGE_REFERENCE_DATA => self.change_pin(apdu.data),
+            ins::INTERNAL_AUTHENTICATE => self.internal_authenticate(apdu.data),
             ins::GENERATE_KEY => self.generate_key(),
             ins::PERSONALIZE => self.personalize(apdu.data),
             ins::TEST_RESET => self.test_reset(),
@@ -155,7 +157,13 @@ fn params_allowed(def: &CommandDef, apdu: &Apdu) -> bool {
         ins::VERIFY | ins::CHANGE_REFERENCE_DATA => {
             apdu.p1 == 0 && apdu.p2 == apdu_spec::PIN_REFERENCE
         }
-        _ => apdu.p1p2() == 0,
+        // INTERNAL AUTHENTICATE names no algorithm or key: the card has one key.
+        ins::INTERNAL_AUTHENTICATE | ins::GENERATE_KEY | ins::PERSONALIZE | ins::TEST_RESET => {
+            apdu.p1p2() == 0
+        }
+        // A command without an entry here accepts no P1 P2 at all (GET RESPONSE is the ISO
+        // layer's and never gets here).
+        _ => false,
     }
 }
 
@@ -174,6 +182,14 @@ pub fn decode(bytes: &[u8]) -> Result<Persistent, StorageError> {
         return Err(StorageError::Corrupt {
             path: String::new(),
             reason: format!("unknown format {}", state.format),
+        });
+    }
+    if let Some(key) = &state.key
+        && !key.is_consistent()
+    {
+        return Err(StorageError::Corrupt {
+            path: String::new(),
+            reason: "the card key is not a P-256 key pair".into(),
         });
     }
     Ok(state)

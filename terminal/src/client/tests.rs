@@ -283,3 +283,71 @@ fn six_c_is_retried_only_once() {
         0x6C05
     );
 }
+
+#[test]
+fn internal_authenticate_signs_the_challenge_with_the_card_key() {
+    let mut client = card(None);
+    client.select().expect("SELECT");
+    match client.internal_authenticate(&[0xA5; 16]) {
+        Err(ClientError::Card(e)) => {
+            assert_eq!(
+                e,
+                CardError {
+                    command: commands::INTERNAL_AUTHENTICATE.name,
+                    sw: 0x6985
+                }
+            );
+            assert!(e.to_string().contains("no key"), "{e}");
+        }
+        other => panic!("a blank card has no key: {other:?}"),
+    }
+
+    let key = client.generate_key().expect("GENERATE KEY");
+    let key = cert::decode_public_key(&key).expect("card key");
+    let challenge: Vec<u8> = (0..32).collect();
+    client.transport().sent.clear();
+    let signature = client
+        .internal_authenticate(&challenge)
+        .expect("INTERNAL AUTHENTICATE");
+    assert_eq!(
+        client.transport().sent,
+        vec![
+            [
+                &[apdu_spec::CLA_ISO, ins::INTERNAL_AUTHENTICATE, 0, 0, 32][..],
+                &challenge,
+                &[0],
+            ]
+            .concat()
+        ],
+        "00 88 00 00 Lc <challenge> 00"
+    );
+    assert!(auth::verify(&key, &challenge, &signature));
+    let other = client
+        .internal_authenticate(&[0x5A; 32])
+        .expect("INTERNAL AUTHENTICATE");
+    assert!(auth::verify(&key, &[0x5A; 32], &other));
+    assert!(
+        !auth::verify(&key, &challenge, &other),
+        "another challenge's signature does not verify"
+    );
+    assert!(!auth::verify(&key, &[0x5A; 32], &signature));
+
+    // Active, without the PIN verified: still signs.
+    let mut client = card(Some(atr_without_extended_length()));
+    personalised(&mut client);
+    let key = cert::decode_public_key(&client.public_key().expect("key")).expect("card key");
+    let challenge = [0x3C; auth::CHALLENGE_MAX_LEN];
+    let signature = client
+        .internal_authenticate(&challenge)
+        .expect("INTERNAL AUTHENTICATE");
+    assert!(auth::verify(&key, &challenge, &signature));
+    for len in [auth::CHALLENGE_MIN_LEN - 1, auth::CHALLENGE_MAX_LEN + 1] {
+        match client.internal_authenticate(&vec![0; len]) {
+            Err(ClientError::Card(e)) => {
+                assert_eq!(e.sw, 0x6700, "{len} bytes");
+                assert!(e.to_string().contains("16 to 64 bytes"), "{e}");
+            }
+            other => panic!("{len} bytes: {other:?}"),
+        }
+    }
+}
