@@ -1,0 +1,583 @@
+//! HTTP: the axum routers of the roles, their OpenAPI documents, and the rules every
+//! answer follows.
+//!
+//! - Every route of a role lives under its prefix (`/bank`, `/center`), whether the role
+//!   runs alone or with the others; `GET /healthz` is outside them.
+//! - The router and the OpenAPI document come from one table: each role's routes are
+//!   registered with `utoipa_axum::routes!`, which adds a handler to the router and its
+//!   `#[utoipa::path]` to the document at once (a test checks both directions).
+//! - Every error is an `ErrorBody` with its code's HTTP status: refused requests, malformed
+//!   JSON, a body over [`MAX_BODY`], unknown routes and methods alike.
+//! - The roles' cores are synchronous (SQLite, RSA, Argon2): handlers run them on tokio's
+//!   blocking threads.
+//! - One log line per request: method, path, status, error code, latency. Bodies and headers
+//!   are never logged (they carry credentials and the admin token).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, FromRequest, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use valuecard_protocol::ErrorCode;
+use valuecard_protocol::api::{
+    AccountBalance, AccountBalanceRequest, AccountOpened, BANK_PREFIX, CENTER_PREFIX, CardBalance,
+    CardBalanceRequest, CenterInfo, Challenge, ChallengeRequest, DepositAnswer, DepositRequest,
+    ErrorBody, KeysImported, OpenAccountRequest, RedeemRequest, Redemption, RegisterRequest,
+    Registration, WithdrawAnswer, WithdrawRequest,
+};
+use valuecard_protocol::keylist::SignedKeyList;
+
+use crate::bank::Bank;
+use crate::center::Center;
+use crate::error::{ApiError, ApiResult};
+
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, Json(self.body())).into_response();
+        // For the request log line.
+        response.extensions_mut().insert(self.code);
+        response
+    }
+}
+
+/// `Json` whose rejections are `ErrorBody`s: BodyTooLarge (413) or MalformedRequest.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(
+                    ErrorCode::BodyTooLarge,
+                    format!("the body is larger than {MAX_BODY} bytes"),
+                ))
+            }
+            Err(rejection) => Err(ApiError::new(
+                ErrorCode::MalformedRequest,
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// Runs a role's synchronous core on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("request worker failed: {e}")))?
+}
+
+/// The token of `Authorization: Bearer <token>`, if the header has that form.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+// ---- bank ----------------------------------------------------------------------------
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "valuecard bank",
+        description = "Accounts, the signed list of denomination keys, and withdrawals that debit \
+                       an account and blind-sign one token (RFC 9474, RSABSSA-SHA384-PSS-Randomized). \
+                       Every error is an ErrorBody with a stable code. Money-moving requests are \
+                       idempotent on their natural key: a deposit's reference, a withdrawal's \
+                       blinded message.",
+        version = "1"
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&AdminSecurity),
+    tags((name = "bank"))
+)]
+struct BankDoc;
+
+struct AdminSecurity;
+
+impl utoipa::Modify for AdminSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Opens an account with a zero balance.
+#[utoipa::path(post, path = "/v1/accounts", tag = "bank", request_body = OpenAccountRequest,
+    security(("admin" = [])),
+    responses(
+        (status = 200, body = AccountOpened),
+        (status = 400, body = ErrorBody, description = "malformed_request, invalid_field"),
+        (status = 401, body = ErrorBody, description = "admin_unauthorized"),
+    ))]
+async fn open_account(
+    State(bank): State<Arc<Bank>>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<OpenAccountRequest>,
+) -> ApiResult<Json<AccountOpened>> {
+    let admin = bearer(&headers);
+    blocking(move || bank.open_account(admin.as_deref(), &req))
+        .await
+        .map(Json)
+}
+
+/// Credits cash paid in. A retry with the same reference returns the first answer.
+#[utoipa::path(post, path = "/v1/deposits", tag = "bank", request_body = DepositRequest,
+    security(("admin" = [])),
+    responses(
+        (status = 200, body = DepositAnswer),
+        (status = 400, body = ErrorBody, description = "malformed_request, invalid_field"),
+        (status = 401, body = ErrorBody, description = "admin_unauthorized"),
+        (status = 404, body = ErrorBody, description = "unknown_account"),
+        (status = 409, body = ErrorBody, description = "conflict: the reference was used for another deposit"),
+    ))]
+async fn deposit(
+    State(bank): State<Arc<Bank>>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<DepositRequest>,
+) -> ApiResult<Json<DepositAnswer>> {
+    let admin = bearer(&headers);
+    blocking(move || bank.deposit(admin.as_deref(), &req))
+        .await
+        .map(Json)
+}
+
+/// The account holder reads the balance.
+#[utoipa::path(post, path = "/v1/balance", tag = "bank", request_body = AccountBalanceRequest,
+    responses(
+        (status = 200, body = AccountBalance),
+        (status = 401, body = ErrorBody, description = "bad_credential"),
+        (status = 404, body = ErrorBody, description = "unknown_account"),
+    ))]
+async fn account_balance(
+    State(bank): State<Arc<Bank>>,
+    ApiJson(req): ApiJson<AccountBalanceRequest>,
+) -> ApiResult<Json<AccountBalance>> {
+    blocking(move || bank.balance(&req)).await.map(Json)
+}
+
+/// The bank's signed list of the denomination keys whose tokens can still be redeemed.
+///
+/// With `amounts`, the bank first makes the current epoch's key for each of them if it does
+/// not exist yet (this can take a second per key). Without it, no key is made.
+#[utoipa::path(get, path = "/v1/keys", tag = "bank",
+    params(("amounts" = Option<String>, Query, description = "Comma-separated amounts, e.g. `256,32`")),
+    responses(
+        (status = 200, body = SignedKeyList),
+        (status = 400, body = ErrorBody, description = "invalid_field"),
+        (status = 404, body = ErrorBody, description = "unknown_key: not one of the bank's denominations"),
+    ))]
+async fn keys(
+    State(bank): State<Arc<Bank>>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<SignedKeyList>> {
+    let amounts = parse_amounts(query.as_deref())?;
+    blocking(move || bank.key_list(&amounts)).await.map(Json)
+}
+
+fn parse_amounts(query: Option<&str>) -> ApiResult<Vec<u64>> {
+    let mut amounts = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "amounts" {
+            continue;
+        }
+        for part in value
+            .split([','])
+            .flat_map(|p| p.split("%2C"))
+            .filter(|p| !p.is_empty())
+        {
+            let amount = part.parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidField,
+                    format!("amounts: {part:?} is not an amount"),
+                )
+            })?;
+            amounts.push(amount);
+        }
+    }
+    if amounts.len() > 64 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            "amounts: at most 64",
+        ));
+    }
+    Ok(amounts)
+}
+
+/// Debits the account by the key's amount and blind-signs the blinded message. A retry
+/// with the same blinded message returns the same blind signature and debits nothing more.
+#[utoipa::path(post, path = "/v1/withdrawals", tag = "bank", request_body = WithdrawRequest,
+    responses(
+        (status = 200, body = WithdrawAnswer),
+        (status = 400, body = ErrorBody, description = "malformed_request, invalid_field"),
+        (status = 401, body = ErrorBody, description = "bad_credential"),
+        (status = 404, body = ErrorBody, description = "unknown_account, unknown_key"),
+        (status = 409, body = ErrorBody, description = "conflict: the blinded message was signed for another account or key"),
+        (status = 422, body = ErrorBody, description = "insufficient_funds, key_expired"),
+    ))]
+async fn withdraw(
+    State(bank): State<Arc<Bank>>,
+    ApiJson(req): ApiJson<WithdrawRequest>,
+) -> ApiResult<Json<WithdrawAnswer>> {
+    blocking(move || bank.withdraw(&req)).await.map(Json)
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "bank",
+    responses((status = 200, description = "The bank's OpenAPI document", content_type = "application/json")))]
+async fn bank_openapi_json() -> Json<serde_json::Value> {
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    Json(
+        DOC.get_or_init(|| serde_json::to_value(bank_openapi()).unwrap_or_default())
+            .clone(),
+    )
+}
+
+fn bank_routes() -> OpenApiRouter<Arc<Bank>> {
+    OpenApiRouter::with_openapi(BankDoc::openapi()).nest(
+        BANK_PREFIX,
+        OpenApiRouter::new()
+            .routes(routes!(open_account))
+            .routes(routes!(deposit))
+            .routes(routes!(account_balance))
+            .routes(routes!(keys))
+            .routes(routes!(withdraw))
+            .routes(routes!(bank_openapi_json)),
+    )
+}
+
+/// The bank's OpenAPI document, as served at `/bank/openapi.json`.
+pub fn bank_openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = bank_routes().into_openapi();
+    doc.merge(health_openapi());
+    doc
+}
+
+// ---- center --------------------------------------------------------------------------
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "valuecard center",
+        description = "Card registration (a unit account per card public key), the bank's keys, \
+                       and token redemption. Every error is an ErrorBody with a stable code. A \
+                       token is credited once: a retry returns the first answer.",
+        version = "1"
+    ),
+    components(schemas(ErrorBody)),
+    tags((name = "center"))
+)]
+struct CenterDoc;
+
+/// The keys a card is personalised with, and the bank the center trusts.
+#[utoipa::path(get, path = "/v1/info", tag = "center", responses((status = 200, body = CenterInfo)))]
+async fn info(State(center): State<Arc<Center>>) -> Json<CenterInfo> {
+    Json(center.info())
+}
+
+/// A fresh challenge for the card to sign (INTERNAL AUTHENTICATE): one use, two minutes.
+#[utoipa::path(post, path = "/v1/challenges", tag = "center", request_body = ChallengeRequest,
+    responses(
+        (status = 200, body = Challenge),
+        (status = 400, body = ErrorBody, description = "malformed_request"),
+    ))]
+async fn challenges(
+    State(center): State<Arc<Center>>,
+    ApiJson(req): ApiJson<ChallengeRequest>,
+) -> ApiResult<Json<Challenge>> {
+    blocking(move || center.challenge(&req)).await.map(Json)
+}
+
+/// Registers a card and issues its certificate. A card registered before gets its first
+/// certificate again (`replayed`).
+#[utoipa::path(post, path = "/v1/cards", tag = "center", request_body = RegisterRequest,
+    responses(
+        (status = 200, body = Registration),
+        (status = 400, body = ErrorBody, description = "malformed_request, invalid_field"),
+        (status = 422, body = ErrorBody, description = "bad_challenge, bad_signature"),
+    ))]
+async fn register(
+    State(center): State<Arc<Center>>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> ApiResult<Json<Registration>> {
+    blocking(move || center.register(&req)).await.map(Json)
+}
+
+/// Imports the bank's signed key list (anyone may relay it).
+#[utoipa::path(post, path = "/v1/bank-keys", tag = "center", request_body = SignedKeyList,
+    responses(
+        (status = 200, body = KeysImported),
+        (status = 400, body = ErrorBody, description = "malformed_request, invalid_field"),
+        (status = 422, body = ErrorBody, description = "bad_signature"),
+    ))]
+async fn bank_keys(
+    State(center): State<Arc<Center>>,
+    ApiJson(list): ApiJson<SignedKeyList>,
+) -> ApiResult<Json<KeysImported>> {
+    blocking(move || center.import_keys(&list)).await.map(Json)
+}
+
+/// Credits a token to the card it names. On `unknown_key`, post the bank's key list to
+/// `/center/v1/bank-keys` and retry.
+#[utoipa::path(post, path = "/v1/redemptions", tag = "center", request_body = RedeemRequest,
+    responses(
+        (status = 200, body = Redemption),
+        (status = 400, body = ErrorBody, description = "malformed_request, invalid_field"),
+        (status = 404, body = ErrorBody, description = "unknown_key, unknown_card"),
+        (status = 409, body = ErrorBody, description = "conflict: the nonce was redeemed with another message"),
+        (status = 422, body = ErrorBody, description = "amount_mismatch, key_expired, bad_signature"),
+    ))]
+async fn redeem(
+    State(center): State<Arc<Center>>,
+    ApiJson(req): ApiJson<RedeemRequest>,
+) -> ApiResult<Json<Redemption>> {
+    blocking(move || center.redeem(&req)).await.map(Json)
+}
+
+/// A card's unit accounts, against a fresh balance challenge signed by the card.
+#[utoipa::path(post, path = "/v1/balance", tag = "center", request_body = CardBalanceRequest,
+    responses(
+        (status = 200, body = CardBalance),
+        (status = 404, body = ErrorBody, description = "unknown_card"),
+        (status = 422, body = ErrorBody, description = "bad_challenge, bad_signature"),
+    ))]
+async fn card_balance(
+    State(center): State<Arc<Center>>,
+    ApiJson(req): ApiJson<CardBalanceRequest>,
+) -> ApiResult<Json<CardBalance>> {
+    blocking(move || center.balance(&req)).await.map(Json)
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "center",
+    responses((status = 200, description = "The center's OpenAPI document", content_type = "application/json")))]
+async fn center_openapi_json() -> Json<serde_json::Value> {
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    Json(
+        DOC.get_or_init(|| serde_json::to_value(center_openapi()).unwrap_or_default())
+            .clone(),
+    )
+}
+
+fn center_routes() -> OpenApiRouter<Arc<Center>> {
+    OpenApiRouter::with_openapi(CenterDoc::openapi()).nest(
+        CENTER_PREFIX,
+        OpenApiRouter::new()
+            .routes(routes!(info))
+            .routes(routes!(challenges))
+            .routes(routes!(register))
+            .routes(routes!(bank_keys))
+            .routes(routes!(redeem))
+            .routes(routes!(card_balance))
+            .routes(routes!(center_openapi_json)),
+    )
+}
+
+/// The center's OpenAPI document, as served at `/center/openapi.json`.
+pub fn center_openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = center_routes().into_openapi();
+    doc.merge(health_openapi());
+    doc
+}
+
+// ---- common --------------------------------------------------------------------------
+
+/// Whether the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "`ok`")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+fn health_routes() -> OpenApiRouter {
+    OpenApiRouter::new().routes(routes!(healthz))
+}
+
+fn health_openapi() -> utoipa::openapi::OpenApi {
+    health_routes().into_openapi()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "the route does not take this method",
+    )
+}
+
+/// The roles one process serves.
+#[derive(Clone, Debug, Default)]
+pub struct Roles {
+    pub bank: Option<Arc<Bank>>,
+    pub center: Option<Arc<Center>>,
+}
+
+/// The whole HTTP service for `roles`.
+pub fn router(roles: Roles) -> axum::Router {
+    let mut app: axum::Router = health_routes().split_for_parts().0;
+    if let Some(bank) = roles.bank {
+        app = app.merge(bank_routes().split_for_parts().0.with_state(bank));
+    }
+    if let Some(center) = roles.center {
+        app = app.merge(center_routes().split_for_parts().0.with_state(center));
+    }
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(observe))
+}
+
+/// Logs one line per request, and turns any error answer that axum made by itself into an
+/// `ErrorBody`, so that clients only ever see one error format.
+async fn observe(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut response = next.run(req).await;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && response.extensions().get::<ErrorCode>().is_none()
+    {
+        let code = match status {
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::BodyTooLarge,
+            s if s.is_client_error() => ErrorCode::MalformedRequest,
+            _ => ErrorCode::Internal,
+        };
+        let allow: Option<HeaderValue> = response.headers().get(header::ALLOW).cloned();
+        response =
+            ApiError::new(code, status.canonical_reason().unwrap_or("error")).into_response();
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+    }
+    let status = response.status().as_u16();
+    let latency_us = started.elapsed().as_micros() as u64;
+    match response.extensions().get::<ErrorCode>() {
+        Some(code) => tracing::info!(%method, %path, status, code = %code, latency_us, "request"),
+        None => tracing::info!(%method, %path, status, latency_us, "request"),
+    }
+    response
+}
+
+// ---- running a server ------------------------------------------------------------------
+
+/// A server on its own thread and runtime, for tests, benchmarks and embedding. It stops
+/// when dropped.
+pub struct ServerHandle {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// Binds `listen` (e.g. `127.0.0.1:0`) and serves `app` until dropped.
+    pub fn start(listen: &str, app: axum::Router) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(listen))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("http-{addr}"))
+            .spawn(move || {
+                let served = runtime.block_on(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stopped.await;
+                        })
+                        .await
+                });
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "server failed");
+                }
+            })?;
+        Ok(ServerHandle {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// `http://IP:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_query() {
+        assert_eq!(parse_amounts(None), Ok(vec![]));
+        assert_eq!(parse_amounts(Some("amounts=256,32")), Ok(vec![256, 32]));
+        assert_eq!(parse_amounts(Some("x=1&amounts=4%2C8")), Ok(vec![4, 8]));
+        assert_eq!(
+            parse_amounts(Some("amounts=x")).map_err(|e| e.code),
+            Err(ErrorCode::InvalidField)
+        );
+    }
+
+    #[test]
+    fn bearer_token() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        assert_eq!(bearer(&h).as_deref(), Some("s3cret"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic s3cret"),
+        );
+        assert_eq!(bearer(&h), None);
+    }
+}

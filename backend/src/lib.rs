@@ -1,0 +1,23 @@
+//! The valuecard backend: the bank and the center (and, so far, the arbiter's key), each a
+//! synchronous core over its own SQL database, served over HTTP by `http`.
+//!
+//! - [`db`]: the SQL layer (engine abstraction, SQLite engine, versioned migrations).
+//! - [`clock`]: injectable time.
+//! - [`bank`]: accounts, denomination keys, withdrawals (blind signatures).
+//! - [`center`]: card registration, the bank's keys, redemptions.
+//! - [`arbiter`]: the arbiter's key.
+//! - [`http`]: axum routers, OpenAPI documents, error mapping, request log.
+//!
+//! PROTOCOLS.md, "Funding: bank to center", is the specification; the JSON bodies and the
+//! token layout come from `valuecard_protocol`.
+
+pub mod arbiter;
+pub mod bank;
+pub mod center;
+pub mod clock;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod keys;
+
+pub use error::{ApiError, ApiResult};

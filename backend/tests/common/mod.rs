@@ -1,0 +1,394 @@
+//! A bank and a center with in-memory databases and a manual clock, behind a real HTTP
+//! listener on 127.0.0.1:0, and a client that does what the terminal does.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use p256::ecdsa::SigningKey;
+use p256::elliptic_curve::Generate;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use apdu_spec::cert::encode_public_key;
+use valuecard_backend::bank::{Bank, BankConfig};
+use valuecard_backend::center::{Center, CenterConfig};
+use valuecard_backend::clock::ManualClock;
+use valuecard_backend::db::Dump;
+use valuecard_backend::http::{self, Roles, ServerHandle};
+use valuecard_protocol::ErrorCode;
+use valuecard_protocol::api::*;
+use valuecard_protocol::keylist::{DenominationKeyInfo, KeyList, SignedKeyList};
+use valuecard_protocol::token::{Blinded, DenominationPublicKey, TokenMessage};
+
+/// Not a day boundary, so that a day number never equals a time by accident.
+pub const START: u64 = 1_750_000_123;
+pub const ADMIN: &str = "test-admin-token-0123456789";
+pub const CREDENTIAL: &str = "correct horse battery";
+
+/// An error answer: HTTP status and code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub status: u16,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+pub type Answer<T> = Result<T, Failure>;
+
+pub trait ExpectCode<T> {
+    /// Asserts an error with `code` and the code's HTTP status.
+    fn expect_code(self, code: ErrorCode);
+}
+
+impl<T: std::fmt::Debug> ExpectCode<T> for Answer<T> {
+    #[track_caller]
+    fn expect_code(self, code: ErrorCode) {
+        match self {
+            Ok(v) => panic!("expected {code}, got success {v:?}"),
+            Err(f) => {
+                assert_eq!(f.code, code, "wrong code: {f:?}");
+                assert_eq!(f.status, code.http_status(), "wrong status: {f:?}");
+            }
+        }
+    }
+}
+
+pub struct World {
+    pub clock: Arc<ManualClock>,
+    pub bank: Arc<Bank>,
+    pub center: Arc<Center>,
+    pub server: ServerHandle,
+    pub agent: ureq::Agent,
+    /// The key list as fetched at start, for the amounts asked for.
+    pub keys: KeyList,
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn answer<R: DeserializeOwned>(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Answer<R> {
+    let mut response = response.expect("the server answers");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("a body");
+    if status == 200 {
+        return Ok(serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad answer {text}: {e}")));
+    }
+    let body: ErrorBody = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("not an ErrorBody ({status}) {text}: {e}"));
+    Err(Failure {
+        status,
+        code: body.error.code,
+        message: body.error.message,
+    })
+}
+
+impl World {
+    /// A bank and a center, and the bank's keys for `amounts` imported into the center.
+    pub fn new(amounts: &[u64]) -> World {
+        let clock = Arc::new(ManualClock::new(START));
+        let bank =
+            Arc::new(Bank::open(":memory:", clock.clone(), BankConfig::default(), ADMIN).unwrap());
+        let arbiter = SigningKey::generate_from_rng(&mut rand::rng());
+        let center = Arc::new(
+            Center::open(
+                ":memory:",
+                clock.clone(),
+                CenterConfig {
+                    currency: "JPY".into(),
+                    bank_public_key: *bank.verifying_key(),
+                    arbiter_public_key: *arbiter.verifying_key(),
+                },
+            )
+            .unwrap(),
+        );
+        let app = http::router(Roles {
+            bank: Some(bank.clone()),
+            center: Some(center.clone()),
+        });
+        let server = ServerHandle::start("127.0.0.1:0", app).unwrap();
+        let mut world = World {
+            clock,
+            bank,
+            center,
+            server,
+            agent: agent(),
+            keys: KeyList {
+                bank_public_key: [0; 33],
+                issued_at: 0,
+                currency: String::new(),
+                denominations: vec![],
+                keys: vec![],
+            },
+        };
+        world.keys = world.fetch_keys(amounts);
+        world
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url())
+    }
+
+    pub fn post<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Answer<R> {
+        answer(self.agent.post(self.url(path)).send_json(body))
+    }
+
+    pub fn post_admin<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &str,
+        body: &B,
+    ) -> Answer<R> {
+        answer(
+            self.agent
+                .post(self.url(path))
+                .header("Authorization", format!("Bearer {token}"))
+                .send_json(body),
+        )
+    }
+
+    pub fn get<R: DeserializeOwned>(&self, path: &str) -> Answer<R> {
+        answer(self.agent.get(self.url(path)).call())
+    }
+
+    /// A request with any method, content type and body: the error answer, or the status.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Answer<u16> {
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        if let Some(ct) = content_type {
+            builder = builder.header("content-type", ct);
+        }
+        let request = builder.body(body.to_vec()).unwrap();
+        let mut response = self.agent.run(request).expect("the server answers");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().expect("a body");
+        if status < 400 {
+            return Ok(status);
+        }
+        let body: ErrorBody = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("not an ErrorBody ({status}) {text}: {e}"));
+        Err(Failure {
+            status,
+            code: body.error.code,
+            message: body.error.message,
+        })
+    }
+
+    pub fn dumps(&self) -> (Dump, Dump) {
+        (
+            self.bank.database().dump().unwrap(),
+            self.center.database().dump().unwrap(),
+        )
+    }
+
+    /// Fetches the bank's key list for `amounts` and hands it to the center, as the
+    /// terminal does.
+    pub fn fetch_keys(&self, amounts: &[u64]) -> KeyList {
+        let query = amounts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let signed: SignedKeyList = self.get(&format!("/bank/v1/keys?amounts={query}")).unwrap();
+        let list = signed.verify(self.bank.verifying_key()).unwrap();
+        let imported: KeysImported = self.post("/center/v1/bank-keys", &signed).unwrap();
+        assert!(imported.known >= list.keys.len() as u64);
+        list
+    }
+
+    /// The current key for `amount` in the list fetched at start.
+    pub fn key(&self, amount: u64) -> DenominationKeyInfo {
+        self.keys
+            .keys
+            .iter()
+            .filter(|k| k.amount == amount)
+            .max_by_key(|k| k.epoch)
+            .cloned()
+            .unwrap()
+    }
+
+    pub fn open_account(&self, deposit: u64) -> String {
+        let opened: AccountOpened = self
+            .post_admin(
+                "/bank/v1/accounts",
+                ADMIN,
+                &OpenAccountRequest {
+                    credential: CREDENTIAL.into(),
+                },
+            )
+            .unwrap();
+        if deposit > 0 {
+            let answer: DepositAnswer = self
+                .post_admin(
+                    "/bank/v1/deposits",
+                    ADMIN,
+                    &DepositRequest {
+                        account: opened.account.clone(),
+                        amount: deposit,
+                        reference: format!("open-{}", opened.account),
+                    },
+                )
+                .unwrap();
+            assert_eq!(answer.balance_after, deposit);
+        }
+        opened.account
+    }
+
+    pub fn account_balance(&self, account: &str) -> u64 {
+        let b: AccountBalance = self
+            .post(
+                "/bank/v1/balance",
+                &AccountBalanceRequest {
+                    account: account.into(),
+                    credential: CREDENTIAL.into(),
+                },
+            )
+            .unwrap();
+        b.balance
+    }
+
+    pub fn challenge(&self, purpose: ChallengePurpose) -> [u8; 32] {
+        let c: Challenge = self
+            .post("/center/v1/challenges", &ChallengeRequest { purpose })
+            .unwrap();
+        assert_eq!(c.purpose, purpose);
+        c.challenge
+    }
+
+    pub fn register_request(&self, card: &SigningKey) -> RegisterRequest {
+        let challenge = self.challenge(ChallengePurpose::Register);
+        RegisterRequest {
+            public_key: encode_public_key(card.verifying_key()),
+            proof: CardProof {
+                challenge,
+                signature: apdu_spec::auth::sign(card, &challenge).to_vec(),
+            },
+        }
+    }
+
+    /// A new card, registered: its key and its id.
+    pub fn new_card(&self) -> (SigningKey, [u8; 32]) {
+        let card = SigningKey::generate_from_rng(&mut rand::rng());
+        let registration: Registration = self
+            .post("/center/v1/cards", &self.register_request(&card))
+            .unwrap();
+        assert!(!registration.replayed);
+        (card, registration.card_id)
+    }
+
+    /// The card's unit balance in JPY, read with a fresh balance challenge.
+    pub fn card_balance(&self, card: &SigningKey) -> u64 {
+        let card_id = apdu_spec::card_id(&encode_public_key(card.verifying_key()));
+        let challenge = self.challenge(ChallengePurpose::Balance);
+        let balance: CardBalance = self
+            .post(
+                "/center/v1/balance",
+                &CardBalanceRequest {
+                    card_id,
+                    proof: CardProof {
+                        challenge,
+                        signature: apdu_spec::auth::sign(card, &challenge).to_vec(),
+                    },
+                },
+            )
+            .unwrap();
+        assert_eq!(balance.accounts.len(), 1);
+        assert_eq!(balance.accounts[0].asset, "JPY");
+        balance.accounts[0].balance
+    }
+
+    pub fn withdraw(&self, req: &WithdrawRequest) -> Answer<WithdrawAnswer> {
+        self.post("/bank/v1/withdrawals", req)
+    }
+
+    pub fn redeem(&self, req: &RedeemRequest) -> Answer<Redemption> {
+        self.post("/center/v1/redemptions", req)
+    }
+
+    /// Withdraws and finalizes one token for `card_id` (the terminal's steps 2 to 5).
+    pub fn token(&self, account: &str, key: &DenominationKeyInfo, card_id: [u8; 32]) -> Token {
+        let pending = Pending::new(key, card_id, key.amount);
+        let answer = self
+            .withdraw(&pending.request(account, CREDENTIAL))
+            .unwrap();
+        assert!(!answer.replayed);
+        assert_eq!(answer.amount, key.amount);
+        pending.finalize(&answer)
+    }
+}
+
+/// A token message blinded and journaled, before the bank answers.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub message: TokenMessage,
+    pub bytes: Vec<u8>,
+    pub blinded: Blinded,
+    pub key: DenominationPublicKey,
+}
+
+/// A finished token, as the terminal sends it to the center.
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub pending: Pending,
+    pub blind_signature: Vec<u8>,
+    pub redeem: RedeemRequest,
+}
+
+impl Pending {
+    /// A message for `card_id` worth `amount` (normally the key's amount), blinded for `key`.
+    pub fn new(key: &DenominationKeyInfo, card_id: [u8; 32], amount: u64) -> Pending {
+        let message = TokenMessage::new(&mut rand::rng(), card_id, key.key_id, amount);
+        Self::with_message(key, message)
+    }
+
+    pub fn with_message(key: &DenominationKeyInfo, message: TokenMessage) -> Pending {
+        let public = key.key().unwrap();
+        let bytes = message.encode();
+        let blinded = public.blind(&mut rand::rng(), &bytes).unwrap();
+        Pending {
+            message,
+            bytes,
+            blinded,
+            key: public,
+        }
+    }
+
+    pub fn request(&self, account: &str, credential: &str) -> WithdrawRequest {
+        WithdrawRequest {
+            account: account.into(),
+            credential: credential.into(),
+            key_id: self.key.id(),
+            blinded_message: self.blinded.blinded_message.clone(),
+        }
+    }
+
+    pub fn finalize(self, answer: &WithdrawAnswer) -> Token {
+        let signature = self
+            .key
+            .finalize(&answer.blind_signature, &self.blinded, &self.bytes)
+            .unwrap();
+        let redeem = RedeemRequest {
+            message: self.bytes.clone(),
+            randomizer: self.blinded.randomizer,
+            signature,
+        };
+        Token {
+            pending: self,
+            blind_signature: answer.blind_signature.clone(),
+            redeem,
+        }
+    }
+}

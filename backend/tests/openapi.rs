@@ -1,0 +1,128 @@
+//! The OpenAPI documents stay in step with the routers: the documents list exactly the
+//! routes of the API, every documented route answers (not 404 or 405), and a method a path
+//! does not document is refused with 405.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use valuecard_backend::http::{bank_openapi, center_openapi};
+use valuecard_protocol::ErrorCode;
+
+const BANK_ROUTES: &[(&str, &str)] = &[
+    ("post", "/bank/v1/accounts"),
+    ("post", "/bank/v1/deposits"),
+    ("post", "/bank/v1/balance"),
+    ("get", "/bank/v1/keys"),
+    ("post", "/bank/v1/withdrawals"),
+    ("get", "/bank/openapi.json"),
+    ("get", "/healthz"),
+];
+
+const CENTER_ROUTES: &[(&str, &str)] = &[
+    ("get", "/center/v1/info"),
+    ("post", "/center/v1/challenges"),
+    ("post", "/center/v1/cards"),
+    ("post", "/center/v1/bank-keys"),
+    ("post", "/center/v1/redemptions"),
+    ("post", "/center/v1/balance"),
+    ("get", "/center/openapi.json"),
+    ("get", "/healthz"),
+];
+
+const METHODS: &[&str] = &["get", "post", "put", "delete", "patch"];
+
+/// (method, path) of every operation in a document.
+fn operations(doc: &serde_json::Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if METHODS.contains(&method.as_str()) {
+                out.insert((method.clone(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn expected(routes: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    routes
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect()
+}
+
+#[test]
+fn documents_list_exactly_the_routes() {
+    let bank = serde_json::to_value(bank_openapi()).unwrap();
+    let center = serde_json::to_value(center_openapi()).unwrap();
+    assert_eq!(operations(&bank), expected(BANK_ROUTES));
+    assert_eq!(operations(&center), expected(CENTER_ROUTES));
+    // The request and answer types are described, and so is the error body.
+    for (doc, schemas) in [
+        (
+            &bank,
+            &[
+                "WithdrawRequest",
+                "WithdrawAnswer",
+                "SignedKeyList",
+                "ErrorBody",
+                "ErrorCode",
+            ][..],
+        ),
+        (
+            &center,
+            &[
+                "RedeemRequest",
+                "Redemption",
+                "RegisterRequest",
+                "ErrorBody",
+            ][..],
+        ),
+    ] {
+        for schema in schemas {
+            assert!(
+                doc["components"]["schemas"].get(schema).is_some(),
+                "{schema} is not described"
+            );
+        }
+    }
+    assert!(bank["components"]["securitySchemes"].get("admin").is_some());
+}
+
+#[test]
+fn every_documented_route_answers_and_other_methods_are_refused() {
+    let w = World::new(&[]);
+    for routes in [BANK_ROUTES, CENTER_ROUTES] {
+        let documented = expected(routes);
+        for (method, path) in &documented {
+            let body: &[u8] = if method == "post" { b"{}" } else { b"" };
+            let content_type = (method == "post").then_some("application/json");
+            match w.raw(&method.to_uppercase(), path, content_type, body) {
+                Ok(status) => assert_eq!(status, 200, "{method} {path}"),
+                Err(f) => assert!(
+                    f.code != ErrorCode::NotFound && f.code != ErrorCode::MethodNotAllowed,
+                    "{method} {path}: {f:?}"
+                ),
+            }
+            for other in METHODS
+                .iter()
+                .filter(|m| !documented.contains(&(m.to_string(), path.clone())))
+            {
+                let f = w.raw(&other.to_uppercase(), path, None, b"").unwrap_err();
+                assert_eq!(
+                    (f.status, f.code),
+                    (405, ErrorCode::MethodNotAllowed),
+                    "{other} {path}"
+                );
+            }
+        }
+    }
+    // The served documents are the ones checked above.
+    let served: serde_json::Value = w.get("/bank/openapi.json").unwrap();
+    assert_eq!(served, serde_json::to_value(bank_openapi()).unwrap());
+    let served: serde_json::Value = w.get("/center/openapi.json").unwrap();
+    assert_eq!(served, serde_json::to_value(center_openapi()).unwrap());
+}
