@@ -15,7 +15,10 @@ use clap::{Args, Parser, Subcommand};
   valuecard readers
   valuecard --reader 0 info
   valuecard --card-state dev.state pin status
-  valuecard --trace apdu '00 A4 04 00 07 F0564341524401 00'")]
+  valuecard --trace apdu '00 A4 04 00 07 F0564341524401 00'
+  valuecard card register --pin 123456
+  valuecard withdraw --account 1001 --amount 300
+  valuecard balance")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -45,6 +48,30 @@ pub struct Global {
     /// Wait this many seconds for a card to be inserted (0: do not wait).
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0.0)]
     pub wait: f64,
+
+    /// The valuecard backend (bank and center): scheme, host and port. Routes under /bank
+    /// and /center are appended.
+    #[arg(
+        long,
+        global = true,
+        env = "VALUECARD_BACKEND",
+        value_name = "URL",
+        default_value = valuecard_terminal::backend_client::DEFAULT_BACKEND
+    )]
+    pub backend: String,
+
+    /// The bank, when it is not at --backend.
+    #[arg(long, global = true, env = "VALUECARD_BANK", value_name = "URL")]
+    pub bank: Option<String>,
+
+    /// The center, when it is not at --backend.
+    #[arg(long, global = true, env = "VALUECARD_CENTER", value_name = "URL")]
+    pub center: Option<String>,
+
+    /// The journal of withdrawals in flight [default: $XDG_DATA_HOME/valuecard/journal.json,
+    /// or ~/.local/share/valuecard/journal.json].
+    #[arg(long, global = true, env = "VALUECARD_JOURNAL", value_name = "FILE")]
+    pub journal: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -122,10 +149,136 @@ Examples:
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
+
+    /// Bank accounts: open one, pay money in, read the balance.
+    #[command(subcommand)]
+    Bank(BankCommand),
+
+    /// Move money from a bank account to the center account of the card in the reader.
+    #[command(
+        after_help = "The amount is split into the bank's denominations, one blind token each. The bank
+sees the account and the amounts, never the card; the center sees the card and the
+amounts, never the account. Every step is written to the journal (--journal) before it is
+taken: if this is interrupted, `valuecard recover` finishes it, and nothing is debited or
+credited twice. With --redeem-later the tokens wait in the journal until `valuecard
+redeem`, so that the time does not link the two either.
+
+The credential comes from --credential, VALUECARD_CREDENTIAL, or a prompt when standard
+input is a terminal. Exits 1 on an error, saying what was done and what is left.
+
+Examples:
+  valuecard withdraw --account 1001 --amount 300
+  VALUECARD_CREDENTIAL=... valuecard withdraw --account 1001 --amount 300 --redeem-later --json"
+    )]
+    Withdraw {
+        /// The bank account to debit.
+        #[arg(long, value_name = "N")]
+        account: String,
+        /// The amount, in the currency's smallest unit.
+        #[arg(long, value_name = "X")]
+        amount: u64,
+        /// The account's credential.
+        #[arg(
+            long,
+            env = "VALUECARD_CREDENTIAL",
+            hide_env_values = true,
+            value_name = "C"
+        )]
+        credential: Option<String>,
+        /// Keep the tokens in the journal; credit them later with `valuecard redeem`.
+        #[arg(long)]
+        redeem_later: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Credit every signed token in the journal to its card, at the center.
+    #[command(
+        after_help = "Redeems the tokens of every withdrawal in the journal, those kept with --redeem-later
+included. The center credits a token once: running this again is harmless. No card is
+needed: each token names its card.
+
+Examples:
+  valuecard redeem
+  valuecard --journal /tmp/journal.json redeem --json"
+    )]
+    Redeem {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Finish whatever the journal holds after an interruption.
+    #[command(
+        after_help = "Pieces the bank may not have answered are sent again with the same blinded message: the
+bank answers the same signature and debits nothing more. This needs the account's
+credential (--credential, VALUECARD_CREDENTIAL, or a prompt when standard input is a
+terminal). Signed tokens are then redeemed at the center, except those of a withdrawal made
+with --redeem-later (see `valuecard redeem`). A piece the bank refuses outright (e.g. too
+little money) was never debited, and leaves the journal. With an empty journal this says
+\"nothing to recover\" and exits 0; it exits 1 when something is left.
+
+Examples:
+  valuecard recover
+  VALUECARD_CREDENTIAL=... valuecard recover --json"
+    )]
+    Recover {
+        /// The credential of the accounts with pieces to send again.
+        #[arg(
+            long,
+            env = "VALUECARD_CREDENTIAL",
+            hide_env_values = true,
+            value_name = "C"
+        )]
+        credential: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show the center's unit accounts of the card in the reader.
+    #[command(
+        after_help = "The card proves it is there by signing a fresh challenge of the center (INTERNAL
+AUTHENTICATE, no PIN needed). Nothing changes.
+
+Examples:
+  valuecard balance
+  valuecard --card-state dev.state balance --json"
+    )]
+    Balance {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum CardCommand {
+    /// Register the card with the center and personalise it with what the center gives.
+    #[command(
+        after_help = "On a blank card GENERATE KEY runs first. The card signs a challenge of the center
+(INTERNAL AUTHENTICATE) to prove it holds its key; the center opens the card's unit
+account and certifies the key; the certificate, the center's issuer and arbiter keys and
+the PIN are then installed with PERSONALIZE, which works once. A card that is already
+personalised is left alone.
+
+The PIN comes from --pin, VALUECARD_PIN, or is asked twice when standard input is a
+terminal.
+
+Examples:
+  valuecard card register --pin 123456
+  valuecard --card-state dev.state --backend http://127.0.0.1:8640 card register --json"
+    )]
+    Register {
+        /// The PIN to install: 4 to 12 digits.
+        #[arg(long, env = "VALUECARD_PIN", hide_env_values = true)]
+        pin: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Personalise a card for development: make its key, certify it, install the trust
     /// anchors and the PIN.
     #[command(
@@ -226,4 +379,179 @@ Examples:
         #[arg(long, value_name = "N", default_value_t = 50)]
         baseline_iterations: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BankCommand {
+    /// Open a bank account (bank staff: needs the admin token).
+    #[command(
+        after_help = "Without --credential a random one is made and printed once: keep it, the bank keeps only
+a hash of it. --deposit pays money in at once.
+
+Examples:
+  valuecard bank open-account --deposit 1000
+  VALUECARD_ADMIN_TOKEN=... valuecard bank open-account --credential 'correct horse battery' --json"
+    )]
+    OpenAccount {
+        /// The account's credential, 8 to 128 characters [default: a random one].
+        #[arg(
+            long,
+            env = "VALUECARD_CREDENTIAL",
+            hide_env_values = true,
+            value_name = "C"
+        )]
+        credential: Option<String>,
+        /// Pay this much in after opening.
+        #[arg(long, value_name = "AMOUNT")]
+        deposit: Option<u64>,
+        /// The bank's admin token.
+        #[arg(
+            long,
+            env = "VALUECARD_ADMIN_TOKEN",
+            hide_env_values = true,
+            value_name = "TOKEN"
+        )]
+        admin_token: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Pay money into an account (bank staff: needs the admin token).
+    #[command(
+        after_help = "The reference makes the deposit safe to repeat: the bank credits a reference once. Without
+--reference a random one is made and printed.
+
+Examples:
+  valuecard bank deposit --account 1001 --amount 500
+  valuecard bank deposit --account 1001 --amount 500 --reference counter-2041"
+    )]
+    Deposit {
+        /// The account to credit.
+        #[arg(long, value_name = "N")]
+        account: String,
+        /// The amount, in the currency's smallest unit.
+        #[arg(long, value_name = "X")]
+        amount: u64,
+        /// A unique id for this deposit, 1 to 64 characters [default: a random one].
+        #[arg(long, value_name = "R")]
+        reference: Option<String>,
+        /// The bank's admin token.
+        #[arg(
+            long,
+            env = "VALUECARD_ADMIN_TOKEN",
+            hide_env_values = true,
+            value_name = "TOKEN"
+        )]
+        admin_token: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show an account's balance.
+    #[command(
+        after_help = "The credential comes from --credential, VALUECARD_CREDENTIAL, or a prompt when standard
+input is a terminal.
+
+Examples:
+  valuecard bank balance --account 1001
+  VALUECARD_CREDENTIAL=... valuecard bank balance --account 1001 --json"
+    )]
+    Balance {
+        /// The account.
+        #[arg(long, value_name = "N")]
+        account: String,
+        /// The account's credential.
+        #[arg(
+            long,
+            env = "VALUECARD_CREDENTIAL",
+            hide_env_values = true,
+            value_name = "C"
+        )]
+        credential: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("valuecard").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn funding_commands_parse() {
+        let cli = parse(&[
+            "--bank",
+            "http://bank:1",
+            "withdraw",
+            "--account",
+            "1001",
+            "--amount",
+            "300",
+            "--redeem-later",
+            "--journal",
+            "/tmp/j.json",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.bank.as_deref(), Some("http://bank:1"));
+        assert_eq!(cli.global.journal, Some(PathBuf::from("/tmp/j.json")));
+        match cli.command {
+            Command::Withdraw {
+                account,
+                amount,
+                redeem_later,
+                json,
+                ..
+            } => {
+                assert_eq!(
+                    (account.as_str(), amount, redeem_later, json),
+                    ("1001", 300, true, false)
+                );
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(matches!(
+            parse(&["bank", "deposit", "--account", "1", "--amount", "5"]).map(|c| c.command),
+            Ok(Command::Bank(BankCommand::Deposit { amount: 5, .. }))
+        ));
+        assert!(matches!(
+            parse(&["card", "register", "--pin", "123456", "--json"]).map(|c| c.command),
+            Ok(Command::Card(CardCommand::Register { json: true, .. }))
+        ));
+        assert!(matches!(
+            parse(&["recover", "--json"]).map(|c| c.command),
+            Ok(Command::Recover { json: true, .. })
+        ));
+    }
+
+    #[test]
+    fn bad_funding_arguments_are_usage_errors() {
+        for args in [
+            &["withdraw", "--amount", "300"][..],
+            &["withdraw", "--account", "1", "--amount", "-3"],
+            &["withdraw", "--account", "1", "--amount", "3.5"],
+            &["bank", "deposit", "--account", "1"],
+            &["balance", "--account", "1"],
+        ] {
+            let error = parse(args).expect_err("refused");
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn fault_injection_stays_out_of_the_help() {
+        let mut help = Vec::new();
+        Cli::command().write_long_help(&mut help).expect("help");
+        let help = String::from_utf8_lossy(&help);
+        assert!(help.contains("--backend"));
+        assert!(!help.contains("VALUECARD_FAULT"));
+    }
 }

@@ -2,9 +2,13 @@
 //! does what PC/SC leaves to applications, the conformance runner and a round-trip benchmark.
 //! The `valuecard` CLI is built on these.
 
+pub mod backend_client;
 pub mod bench;
 pub mod client;
 pub mod conformance;
+pub mod fault;
+pub mod funding;
+pub mod journal;
 pub mod pcsc;
 pub mod transport;
 

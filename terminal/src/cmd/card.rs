@@ -10,12 +10,15 @@ use apdu_spec::commands::LifeCycle;
 use apdu_spec::objects::Personalization;
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::elliptic_curve::Generate;
+use serde_json::json;
+use valuecard_protocol::api::{CardProof, ChallengePurpose, RegisterRequest};
 
-use super::{CliError, Result, date, pin_from, selected_client};
+use super::{CliError, Endpoints, Result, date, new_pin_from, pin_from, selected_client};
 use crate::cli::{CardCommand, Global};
 
-pub fn run(global: &Global, command: CardCommand) -> Result<ExitCode> {
+pub fn run(global: &Global, endpoints: &Endpoints, command: CardCommand) -> Result<ExitCode> {
     match command {
+        CardCommand::Register { pin, json } => register(global, endpoints, pin, json),
         CardCommand::Init {
             issuer_key,
             arbiter_key,
@@ -71,6 +74,119 @@ fn init(
     println!("card personalised");
     println!("card id:     {}", hex::encode_upper(certificate.card_id));
     println!("certificate: valid {} to {}", date(now), date(not_after));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Registers the card with the center (which certifies its key and opens its unit account)
+/// and personalises it with what the center answers.
+fn register(
+    global: &Global,
+    endpoints: &Endpoints,
+    pin: Option<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    // What can fail without the card is tried before the card changes: the PIN's form, and
+    // whether the center answers at all.
+    let pin = new_pin_from(pin, "--pin", "VALUECARD_PIN")?;
+    let center = endpoints.center();
+    let center_info = center.info()?;
+
+    let mut client = selected_client(global)?;
+    let info = client.info()?;
+    let card_key = match info.life_cycle {
+        LifeCycle::Active => {
+            return Err(CliError::new(
+                "the card is already personalised, and PERSONALIZE works once",
+            )
+            .hint(
+                "see what it holds with `valuecard info`, and its units with `valuecard balance`",
+            ));
+        }
+        LifeCycle::Blank => {
+            let key = client.generate_key()?;
+            if !json {
+                println!("card key generated on the card");
+            }
+            key
+        }
+        LifeCycle::Keyed => client.public_key()?,
+    };
+
+    // The card proves it holds the key it shows: it signs the center's fresh challenge.
+    let challenge = center.challenge(ChallengePurpose::Register)?;
+    let signature = client.internal_authenticate(&challenge.challenge)?;
+    let registration = center.register(&RegisterRequest {
+        public_key: card_key,
+        proof: CardProof {
+            challenge: challenge.challenge,
+            signature: signature.to_vec(),
+        },
+    })?;
+
+    // PERSONALIZE works once: check that what goes in is for this card before it does.
+    let certificate = Certificate::decode(&registration.certificate)
+        .map_err(|e| CliError::new(format!("the center's certificate for the card: {e}")))?;
+    let issuer = cert::decode_public_key(&registration.issuer_public_key)
+        .ok_or_else(|| CliError::new("the center's issuer key is not a P-256 public key"))?;
+    if registration.issuer_public_key != center_info.issuer_public_key
+        || registration.arbiter_public_key != center_info.arbiter_public_key
+    {
+        return Err(CliError::new(
+            "the center registered the card with other issuer or arbiter keys than it publishes",
+        )
+        .hint("nothing was written to the card; check --center"));
+    }
+    certificate
+        .verify(&issuer)
+        .map_err(|e| CliError::new(format!("the center's certificate for the card: {e}")))?;
+    if certificate.public_key != card_key || registration.card_id != certificate.card_id {
+        return Err(CliError::new(
+            "the center certified another key than this card's: nothing was written to the card",
+        ));
+    }
+    if cert::decode_public_key(&registration.arbiter_public_key).is_none() {
+        return Err(CliError::new(
+            "the center's arbiter key is not a P-256 public key",
+        ));
+    }
+
+    client.personalize(&Personalization {
+        issuer_key: registration.issuer_public_key.to_vec(),
+        arbiter_key: registration.arbiter_public_key.to_vec(),
+        certificate: registration.certificate.clone(),
+        pin,
+    })?;
+    let card_id = hex::encode_upper(certificate.card_id);
+    if json {
+        println!(
+            "{}",
+            json!({
+                "card_id": card_id,
+                "center": center.base(),
+                "already_registered": registration.replayed,
+                "not_before": certificate.not_before,
+                "not_after": certificate.not_after,
+                "currency": center_info.currency,
+            })
+        );
+    } else {
+        let again = if registration.replayed {
+            " (it knew the card already)"
+        } else {
+            ""
+        };
+        println!(
+            "card registered with the center at {}{again}",
+            center.base()
+        );
+        println!("card personalised");
+        println!("card id:     {card_id}");
+        println!(
+            "certificate: valid {} to {}",
+            date(certificate.not_before),
+            date(certificate.not_after)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

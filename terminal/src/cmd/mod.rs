@@ -1,17 +1,28 @@
 //! The subcommands, and what they share: opening the card, errors for people.
 
 mod apdu;
+mod balance;
+mod bank;
 mod bench;
 mod card;
 mod conformance;
+mod funding;
 mod info;
 mod pin;
 mod readers;
 
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
+use valuecard_protocol::ErrorCode;
+use valuecard_terminal::backend_client::{
+    BackendError, BankClient, CenterClient, Role, normalise_base,
+};
+use valuecard_terminal::funding::FundingError;
+use valuecard_terminal::journal::{self, Journal, JournalError};
 use valuecard_terminal::pcsc::PcscTransport;
 use valuecard_terminal::transport::{InProcess, Traced, Transport, TransportError};
 use valuecard_terminal::{Client, ClientError};
@@ -58,7 +69,192 @@ impl From<ClientError> for CliError {
     }
 }
 
+impl From<BackendError> for CliError {
+    fn from(e: BackendError) -> Self {
+        let hint = backend_hint(&e);
+        let error = CliError::new(e.to_string());
+        match hint {
+            Some(hint) => error.hint(hint),
+            None => error,
+        }
+    }
+}
+
+/// What to do about a backend error, when there is something to say.
+fn backend_hint(e: &BackendError) -> Option<String> {
+    let option = match e.role() {
+        Role::Bank => "--bank or --backend (VALUECARD_BANK, VALUECARD_BACKEND)",
+        Role::Center => "--center or --backend (VALUECARD_CENTER, VALUECARD_BACKEND)",
+    };
+    Some(match e {
+        BackendError::Network { .. } => {
+            format!("is the backend running? Its address is set with {option}")
+        }
+        BackendError::BadAnswer { .. } => {
+            format!("is this the valuecard backend? Its address is set with {option}")
+        }
+        BackendError::Api { code, .. } => match code {
+            ErrorCode::AdminUnauthorized => {
+                "pass the bank's admin token with --admin-token or VALUECARD_ADMIN_TOKEN".into()
+            }
+            ErrorCode::BadCredential => {
+                "pass the account's credential with --credential or VALUECARD_CREDENTIAL".into()
+            }
+            ErrorCode::UnknownAccount => {
+                "check the account number; `valuecard bank open-account` opens one".into()
+            }
+            ErrorCode::UnknownCard => {
+                "register the card with the center first: `valuecard card register`".into()
+            }
+            ErrorCode::InsufficientFunds => {
+                "see the balance with `valuecard bank balance`; pay in with `valuecard bank deposit`"
+                    .into()
+            }
+            _ => return None,
+        },
+    })
+}
+
+impl From<JournalError> for CliError {
+    fn from(e: JournalError) -> Self {
+        let hint = match &e {
+            JournalError::Version { .. } | JournalError::Malformed { .. } => Some(
+                "the journal is left as it is; use another one with --journal, or a valuecard that reads it",
+            ),
+            JournalError::Io { .. } => Some("choose the journal's place with --journal FILE"),
+            JournalError::Transition(_) => None,
+        };
+        let error = CliError::new(e.to_string());
+        match hint {
+            Some(hint) => error.hint(hint),
+            None => error,
+        }
+    }
+}
+
+impl From<FundingError> for CliError {
+    fn from(e: FundingError) -> Self {
+        match e {
+            FundingError::Backend(e) => e.into(),
+            FundingError::Journal(e) => e.into(),
+            other => CliError::new(other.to_string()),
+        }
+    }
+}
+
 pub type Result<T, E = CliError> = std::result::Result<T, E>;
+
+/// Where the bank and the center are, and whether the user chose it (on the command line or
+/// in the environment) or it is the default.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub bank: String,
+    pub center: String,
+    /// The user named the bank's or the center's place: it wins over the one a journaled
+    /// withdrawal remembers.
+    pub bank_chosen: bool,
+    pub center_chosen: bool,
+}
+
+impl Endpoints {
+    fn from(global: &Global, matches: &clap::ArgMatches) -> Self {
+        let chosen = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
+        let backend_chosen = chosen("backend");
+        Endpoints {
+            bank: normalise_base(global.bank.as_deref().unwrap_or(&global.backend)),
+            center: normalise_base(global.center.as_deref().unwrap_or(&global.backend)),
+            bank_chosen: backend_chosen || global.bank.is_some(),
+            center_chosen: backend_chosen || global.center.is_some(),
+        }
+    }
+
+    pub fn bank(&self) -> BankClient {
+        BankClient::new(&self.bank)
+    }
+
+    pub fn center(&self) -> CenterClient {
+        CenterClient::new(&self.center)
+    }
+
+    /// The bank for a journaled withdrawal: the one it was made with, unless the user names
+    /// one now.
+    pub fn bank_for(&self, journaled: &str) -> BankClient {
+        BankClient::new(if self.bank_chosen {
+            &self.bank
+        } else {
+            journaled
+        })
+    }
+
+    pub fn center_for(&self, journaled: &str) -> CenterClient {
+        CenterClient::new(if self.center_chosen {
+            &self.center
+        } else {
+            journaled
+        })
+    }
+}
+
+/// The journal the global options choose, open and locked.
+pub fn open_journal(global: &Global) -> Result<Journal> {
+    let path: PathBuf = match &global.journal {
+        Some(path) => path.clone(),
+        None => journal::default_path().ok_or_else(|| {
+            CliError::new("no place for the journal: neither XDG_DATA_HOME nor HOME is set")
+                .hint("choose one with --journal FILE or VALUECARD_JOURNAL")
+        })?,
+    };
+    Ok(Journal::open(&path, || {
+        eprintln!(
+            "waiting for another valuecard process to finish with the journal {}",
+            path.display()
+        )
+    })?)
+}
+
+/// A secret from an option (or its environment variable), else asked for without echo when
+/// standard input is a terminal.
+pub fn secret_from(value: Option<String>, what: &str, option: &str, env: &str) -> Result<String> {
+    if let Some(value) = value {
+        return Ok(value);
+    }
+    if std::io::stdin().is_terminal() {
+        return prompt_hidden(&format!("{what}: "));
+    }
+    Err(CliError::new(format!("no {what} given")).hint(format!("pass {option} or set {env}")))
+}
+
+/// Reads a line from the terminal with echo off (through `stty`, where there is one).
+pub fn prompt_hidden(label: &str) -> Result<String> {
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    eprint!("{label}");
+    let _ = std::io::stderr().flush();
+    let hidden = stty("-echo");
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if hidden {
+        stty("echo");
+        eprintln!();
+    }
+    read.map_err(|e| CliError::new(format!("cannot read from the terminal: {e}")))?;
+    let value = line.trim_end_matches(['\r', '\n']).to_string();
+    if value.is_empty() {
+        return Err(CliError::new("nothing entered"));
+    }
+    Ok(value)
+}
 
 pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
     let mut global = cli.global;
@@ -82,10 +278,40 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
         Command::Readers { json } => readers::run(json),
         Command::Info { json } => info::run(&global, json),
         Command::Apdu { raw, apdus } => apdu::run(&global, raw, &apdus),
-        Command::Card(command) => card::run(&global, command),
+        Command::Card(command) => card::run(&global, &Endpoints::from(&global, matches), command),
         Command::Pin(command) => pin::run(&global, command),
         Command::Conformance { filter } => conformance::run(&global, filter.as_deref()),
         Command::Bench(command) => bench::run(&global, command),
+        Command::Bank(command) => bank::run(&Endpoints::from(&global, matches), command),
+        Command::Withdraw {
+            account,
+            amount,
+            credential,
+            redeem_later,
+            json,
+        } => funding::withdraw(
+            &global,
+            &Endpoints::from(&global, matches),
+            funding::WithdrawArgs {
+                account,
+                amount,
+                credential,
+                redeem_later,
+                json,
+            },
+        ),
+        Command::Redeem { json } => {
+            funding::redeem(&global, &Endpoints::from(&global, matches), json)
+        }
+        Command::Recover { credential, json } => funding::recover(
+            &global,
+            &Endpoints::from(&global, matches),
+            credential,
+            json,
+        ),
+        Command::Balance { json } => {
+            balance::run(&global, &Endpoints::from(&global, matches), json)
+        }
     }
 }
 
@@ -127,6 +353,20 @@ pub fn pin_from(value: Option<String>, option: &str, env: &str) -> Result<Vec<u8
         )));
     }
     Ok(pin)
+}
+
+/// A new PIN from an option (or its environment variable), else asked twice when standard
+/// input is a terminal; checked for form.
+pub fn new_pin_from(value: Option<String>, option: &str, env: &str) -> Result<Vec<u8>> {
+    if value.is_none() && std::io::stdin().is_terminal() {
+        let first = prompt_hidden("new PIN (4 to 12 digits): ")?;
+        let again = prompt_hidden("the same PIN again: ")?;
+        if first != again {
+            return Err(CliError::new("the two PINs differ; nothing was changed"));
+        }
+        return pin_from(Some(first), option, env);
+    }
+    pin_from(value, option, env)
 }
 
 /// A Unix time as a UTC date (proleptic Gregorian; days-from-civil inverted).
