@@ -149,3 +149,99 @@ pub fn valuecard(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// What a CLI run left: its exit code (None when a signal ended it) and its output.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Panics with everything the command printed unless it succeeded.
+    #[track_caller]
+    pub fn expect_ok(self, what: &str) -> Self {
+        assert!(
+            self.ok(),
+            "{what} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs the `valuecard` CLI with extra environment variables.
+pub fn valuecard_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = Command::new(bin("valuecard"))
+        .args(args)
+        .env_remove("VALUECARD_FAULT")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run valuecard");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The admin token the test backends run with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A `valuecard-backend all` process on a free loopback port, killed when dropped. Its log
+/// goes to `backend.log` in its database folder.
+pub struct Backend {
+    child: Child,
+    pub url: String,
+    pub db_dir: PathBuf,
+}
+
+impl Backend {
+    pub fn start(db_dir: &Path) -> Self {
+        use std::io::{BufRead, BufReader};
+        std::fs::create_dir_all(db_dir).expect("create the database folder");
+        let log = File::create(db_dir.join("backend.log")).expect("create the backend log");
+        let mut child = Command::new(bin("valuecard-backend"))
+            .args(["all", "--listen", "127.0.0.1:0", "--db"])
+            .arg(db_dir)
+            .env("VALUECARD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start valuecard-backend");
+        let stdout = child.stdout.take().expect("backend stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("valuecard-backend printed its address within 60 s");
+        let url = line
+            .trim()
+            .strip_prefix("valuecard-backend listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from valuecard-backend: {line:?}"))
+            .to_string();
+        Backend {
+            child,
+            url,
+            db_dir: db_dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
