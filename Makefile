@@ -1,7 +1,7 @@
 # valuecard: developer and CI entry points. `make help` lists them.
 #
 #   make test    what CI runs (.ci/run): setup, build, then every test of the workspace
-#   make demo    two virtual cards behind pcscd + vpcd, and the terminal reading them
+#   make demo    two virtual cards behind pcscd + vpcd, the bank and center, and a card funded
 #   make fuzz    the APDU-sequence fuzzer for FUZZ_SECONDS seconds
 
 SHELL := /bin/bash
@@ -17,14 +17,16 @@ FUZZ_CORPUS := fuzz/corpus/apdu_sequence
 # Where `make demo` keeps the cards' state files: a new temporary folder unless set.
 DEMO_DIR ?=
 
-.PHONY: help setup build build-release test demo bench fuzz fuzz-corpus fuzz-tools fmt lint
+.PHONY: help setup build build-release test demo bench bench-apdu bench-funding fuzz fuzz-corpus fuzz-tools fmt lint
 
 help:
 	@echo "make setup          install pcscd, vpcd and the PC/SC tools (apt), start pcscd"
 	@echo "make build          build every binary (debug)"
 	@echo "make test           setup + build + cargo test --workspace (what CI runs)"
-	@echo "make demo           two virtual cards, then valuecard readers / info"
-	@echo "make bench          APDU round trips, tuned socket against a plain one (release)"
+	@echo "make demo           two virtual cards, the backend, and 300 withdrawn onto card a"
+	@echo "make bench          bench-apdu and bench-funding"
+	@echo "make bench-apdu     APDU round trips, tuned socket against a plain one (release)"
+	@echo "make bench-funding  blind signatures/s and redemptions/s against openssl speed rsa2048"
 	@echo "make fuzz           fuzz APDU sequences for FUZZ_SECONDS=$(FUZZ_SECONDS) s"
 	@echo "make fuzz-corpus    write the seed corpus from the malformed conformance vectors"
 	@echo "make fmt / lint     rustfmt check / clippy with warnings denied"
@@ -51,9 +53,16 @@ demo: setup build
 	@echo "==> demo"
 	@DEMO_DIR="$(DEMO_DIR)" scripts/demo.sh
 
-bench: setup build-release
-	@echo "==> bench"
+bench: bench-apdu bench-funding
+
+bench-apdu: setup build-release
+	@echo "==> bench: APDU round trips"
 	@scripts/bench.sh
+
+# Needs openssl on PATH for the reference figure (Debian: apt-get install openssl).
+bench-funding:
+	@echo "==> bench: bank blind signatures and center redemptions"
+	$(CARGO) bench --locked -p valuecard-backend --bench funding
 
 fuzz-corpus:
 	@echo "==> fuzz corpus from the malformed conformance vectors"
