@@ -297,7 +297,14 @@ struct Actions {
 }
 
 impl Actions {
-    fn add(&mut self, w: &Withdrawal, amount: u64, action: &'static str, replayed: bool) {
+    fn push(
+        &mut self,
+        w: &Withdrawal,
+        amount: u64,
+        action: &'static str,
+        replayed: bool,
+        detail: Option<String>,
+    ) {
         self.done.push(Action {
             withdrawal: w.id.clone(),
             account: w.account.clone(),
@@ -305,21 +312,26 @@ impl Actions {
             currency: w.currency.clone(),
             action,
             replayed,
-            detail: None,
+            detail,
         });
     }
 
+    fn add(&mut self, w: &Withdrawal, amount: u64, action: &'static str, replayed: bool) {
+        self.push(w, amount, action, replayed, None);
+    }
+
     fn fail(&mut self, w: &Withdrawal, amount: u64, error: CliError) {
-        self.done.push(Action {
-            withdrawal: w.id.clone(),
-            account: w.account.clone(),
-            amount,
-            currency: w.currency.clone(),
-            action: "failed",
-            replayed: false,
-            detail: Some(error.message.clone()),
-        });
+        self.push(w, amount, "failed", false, Some(error.message.clone()));
         self.error.get_or_insert(error);
+    }
+
+    /// Prints what was done, and exits 1 with `hint` if something failed.
+    fn finish(mut self, journal: &Journal, json: bool, hint: &str) -> Result<ExitCode> {
+        self.print(journal, json);
+        if let Some(error) = &mut self.error {
+            error.hint.get_or_insert_with(|| hint.into());
+        }
+        self.exit()
     }
 
     fn total(&self, action: &str) -> u64 {
@@ -473,13 +485,11 @@ pub fn redeem(global: &Global, endpoints: &Endpoints, json: bool) -> Result<Exit
             &mut actions,
         );
     }
-    actions.print(&journal, json);
-    if let Some(error) = &mut actions.error {
-        error.hint.get_or_insert_with(|| {
-            "the tokens stay in the journal: run `valuecard redeem` again".into()
-        });
-    }
-    actions.exit()
+    actions.finish(
+        &journal,
+        json,
+        "the tokens stay in the journal: run `valuecard redeem` again",
+    )
 }
 
 pub fn recover(
@@ -530,17 +540,9 @@ pub fn recover(
                     Ok(signed) => actions.add(w, *amount, "signed", signed.replayed),
                     Err(e) if bank_refused_for_good(&e) => {
                         journal.abandon(&w.id, message)?;
-                        let mut action_detail = CliError::from(e).message;
-                        action_detail.truncate(200);
-                        actions.done.push(Action {
-                            withdrawal: w.id.clone(),
-                            account: w.account.clone(),
-                            amount: *amount,
-                            currency: w.currency.clone(),
-                            action: "dropped",
-                            replayed: false,
-                            detail: Some(action_detail),
-                        });
+                        let mut detail = CliError::from(e).message;
+                        detail.truncate(200);
+                        actions.push(w, *amount, "dropped", false, Some(detail));
                     }
                     Err(e) => {
                         actions.fail(w, *amount, e.into());
@@ -566,13 +568,11 @@ pub fn recover(
             );
         }
     }
-    actions.print(&journal, json);
-    if let Some(error) = &mut actions.error {
-        error.hint.get_or_insert_with(|| {
-            "what is left stays in the journal: run `valuecard recover` again".into()
-        });
-    }
-    actions.exit()
+    actions.finish(
+        &journal,
+        json,
+        "what is left stays in the journal: run `valuecard recover` again",
+    )
 }
 
 /// The credential for `account`: the one given, else asked once per account when standard
