@@ -404,14 +404,8 @@ Examples:
         /// Pay this much in after opening.
         #[arg(long, value_name = "AMOUNT")]
         deposit: Option<u64>,
-        /// The bank's admin token.
-        #[arg(
-            long,
-            env = "VALUECARD_ADMIN_TOKEN",
-            hide_env_values = true,
-            value_name = "TOKEN"
-        )]
-        admin_token: Option<String>,
+        #[command(flatten)]
+        admin: AdminToken,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -436,14 +430,8 @@ Examples:
         /// A unique id for this deposit, 1 to 64 characters [default: a random one].
         #[arg(long, value_name = "R")]
         reference: Option<String>,
-        /// The bank's admin token.
-        #[arg(
-            long,
-            env = "VALUECARD_ADMIN_TOKEN",
-            hide_env_values = true,
-            value_name = "TOKEN"
-        )]
-        admin_token: Option<String>,
+        #[command(flatten)]
+        admin: AdminToken,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -474,6 +462,19 @@ Examples:
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The bank's admin token, which the bank staff's commands need.
+#[derive(Args, Debug, Clone)]
+pub struct AdminToken {
+    /// The bank's admin token.
+    #[arg(
+        long,
+        env = "VALUECARD_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub admin_token: Option<String>,
 }
 
 #[cfg(test)]

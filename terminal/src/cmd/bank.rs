@@ -18,17 +18,17 @@ pub fn run(endpoints: &Endpoints, command: BankCommand) -> Result<ExitCode> {
         BankCommand::OpenAccount {
             credential,
             deposit,
-            admin_token,
+            admin,
             json,
-        } => open_account(endpoints, credential, deposit, admin_token, json),
+        } => open_account(endpoints, credential, deposit, admin.admin_token, json),
         BankCommand::Deposit {
             account,
             amount,
             reference,
-            admin_token,
+            admin,
             json,
         } => {
-            let admin_token = admin_token_from(admin_token)?;
+            let admin_token = admin_token_from(admin.admin_token)?;
             let (answer, generated) =
                 deposit(endpoints, &admin_token, &account, amount, reference)?;
             if json {
