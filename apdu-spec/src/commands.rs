@@ -14,6 +14,11 @@ pub mod ins {
     pub const GENERATE_KEY: u8 = 0x47;
     pub const PERSONALIZE: u8 = 0x50;
     pub const TEST_RESET: u8 = 0x7E;
+    pub const LOAD_REQUEST: u8 = 0x52;
+    pub const LOAD_APPLY: u8 = 0x54;
+    pub const LOAD_CANCEL: u8 = 0x56;
+    pub const UNLOAD: u8 = 0x58;
+    pub const UNLOAD_ACK: u8 = 0x5A;
 }
 
 /// P1 of SELECT: select by DF name (AID).
@@ -125,7 +130,7 @@ pub const GET_DATA: CommandDef = CommandDef {
     name: "GET DATA",
     cla: CLA_ISO,
     ins: ins::GET_DATA,
-    p1p2: "00C1-00C4, 00C7, 00C8, 00E5, 00E6, 006E",
+    p1p2: "00C1-00C4, 00C7, 00C8, 00E5, 00E6, 00EB, 006E",
     body: Body::None,
     states: ANY,
     writes: false,
@@ -205,6 +210,68 @@ pub const TEST_RESET: CommandDef = CommandDef {
     summary: "emulator in test mode only: erase the card back to blank (otherwise 6D00)",
 };
 
+pub const LOAD_REQUEST: CommandDef = CommandDef {
+    name: "LOAD REQUEST",
+    cla: CLA_PROPRIETARY,
+    ins: ins::LOAD_REQUEST,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &["9000", "61xx", "6581", "6985", "6A80", "6A84", "6A86"],
+    summary: "ask for a value from the center: signs and keeps a load request (card id, next load counter, value)",
+};
+
+pub const LOAD_APPLY: CommandDef = CommandDef {
+    name: "LOAD APPLY",
+    cla: CLA_PROPRIETARY,
+    ins: ins::LOAD_APPLY,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &["9000", "6300", "6581", "6985", "6A80", "6A84", "6A86"],
+    summary: "credit the pending load, given the issuer's authorisation of exactly that request",
+};
+
+pub const LOAD_CANCEL: CommandDef = CommandDef {
+    name: "LOAD CANCEL",
+    cla: CLA_PROPRIETARY,
+    ins: ins::LOAD_CANCEL,
+    p1p2: "0000",
+    body: Body::None,
+    states: &[Active],
+    writes: true,
+    status_words: &["9000", "61xx", "6581", "6985", "6A84", "6A86"],
+    summary: "give up the pending load for good; answers a signed cancellation, kept until acknowledged",
+};
+
+pub const UNLOAD: CommandDef = CommandDef {
+    name: "UNLOAD",
+    cla: CLA_PROPRIETARY,
+    ins: ins::UNLOAD,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &[
+        "9000", "61xx", "6581", "6982", "6985", "6A80", "6A84", "6A86",
+    ],
+    summary: "PIN: debit units back to the center; answers a signed receipt, kept until acknowledged",
+};
+
+pub const UNLOAD_ACK: CommandDef = CommandDef {
+    name: "UNLOAD ACK",
+    cla: CLA_PROPRIETARY,
+    ins: ins::UNLOAD_ACK,
+    p1p2: "0100, 0200",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &["9000", "6300", "6581", "6985", "6A80", "6A86", "6A88"],
+    summary: "drop a receipt (P1 01 unload, 02 load cancellation) the issuer has acknowledged",
+};
+
 /// Every command, in the order `SPEC.md` presents them.
 pub const COMMANDS: &[CommandDef] = &[
     SELECT,
@@ -215,6 +282,11 @@ pub const COMMANDS: &[CommandDef] = &[
     INTERNAL_AUTHENTICATE,
     GENERATE_KEY,
     PERSONALIZE,
+    LOAD_REQUEST,
+    LOAD_APPLY,
+    LOAD_CANCEL,
+    UNLOAD,
+    UNLOAD_ACK,
     TEST_RESET,
 ];
 

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod objects;
 pub mod status;
 pub mod tlv;
+pub mod units;
 pub mod vectors;
 
 pub use apdu::{Apdu, ApduError, Case};

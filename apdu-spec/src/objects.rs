@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::commands::LifeCycle;
 use crate::tlv::{self, Tlv, TlvError};
+use crate::units::InFlight;
 
 /// Tags. GET DATA takes the tag of one object in P1 P2.
 pub mod tag {
@@ -67,6 +68,7 @@ pub const READABLE: &[u16] = &[
     tag::ARBITER_KEY,
     tag::COUNTERS,
     tag::VALUES,
+    crate::units::tag::IN_FLIGHT,
     tag::ALL,
 ];
 
@@ -197,6 +199,8 @@ pub struct CardInfo {
     pub arbiter_key: Option<Vec<u8>>,
     pub counters: Counters,
     pub values: Values,
+    /// The pending load and the receipts not yet acknowledged.
+    pub in_flight: InFlight,
 }
 
 impl CardInfo {
@@ -217,6 +221,7 @@ impl CardInfo {
         }
         objects.push(self.counters.to_tlv());
         objects.push(self.values.to_tlv());
+        objects.push(self.in_flight.to_tlv());
         tlv::constructed(tag::ALL, objects)
     }
 
@@ -243,6 +248,13 @@ impl CardInfo {
                 tlv::find_constructed(objects, tag::VALUES)
                     .ok_or(TlvError::Missing(tag::VALUES))?,
             )?,
+            in_flight: match tlv::find_constructed(objects, crate::units::tag::IN_FLIGHT) {
+                Some(children) => InFlight::from_children(children).map_err(|e| match e {
+                    crate::units::UnitError::Malformed(e) => e,
+                    _ => TlvError::Malformed,
+                })?,
+                None => InFlight::default(),
+            },
         })
     }
 }
@@ -349,6 +361,7 @@ mod tests {
                     escrowed: true,
                 }],
             },
+            in_flight: InFlight::default(),
         };
         assert_eq!(CardInfo::decode(&info.to_tlv().to_vec()), Ok(info));
     }

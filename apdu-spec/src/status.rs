@@ -21,6 +21,10 @@ pub const CARD_STATUS_WORDS: &[StatusDef] = &[
         meaning: "more response data waiting: xx bytes (00: 256 or more); fetch it with GET RESPONSE",
     },
     StatusDef {
+        pattern: "6300",
+        meaning: "verification failed: a signature in the command does not verify; nothing changed",
+    },
+    StatusDef {
         pattern: "63Cx",
         meaning: "wrong PIN (or try-count query): x tries left",
     },
@@ -63,6 +67,10 @@ pub const CARD_STATUS_WORDS: &[StatusDef] = &[
     StatusDef {
         pattern: "6A82",
         meaning: "application not found",
+    },
+    StatusDef {
+        pattern: "6A84",
+        meaning: "not enough memory: the value store or the receipt list is full",
     },
     StatusDef {
         pattern: "6A86",
@@ -123,10 +131,6 @@ const OTHER_STATUS_WORDS: &[StatusDef] = &[
     StatusDef {
         pattern: "6A81",
         meaning: "function not supported",
-    },
-    StatusDef {
-        pattern: "6A84",
-        meaning: "not enough memory",
     },
     StatusDef {
         pattern: "6B00",

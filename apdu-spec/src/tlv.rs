@@ -114,6 +114,72 @@ pub fn value_at(bytes: &[u8], path: &[u16]) -> Option<Vec<u8>> {
     })
 }
 
+/// One object as it is encoded, and the bytes after it.
+struct RawObject<'a> {
+    tag: u16,
+    /// All of its bytes: tag, length and value.
+    whole: &'a [u8],
+    /// Its value's bytes, when it is constructed.
+    children: Option<&'a [u8]>,
+    rest: &'a [u8],
+}
+
+/// The first object of `bytes`, split as it is encoded.
+fn split_first(bytes: &[u8]) -> Option<RawObject<'_>> {
+    let (tlv, rest) = Tlv::parse(bytes);
+    let tlv = tlv.ok()?;
+    let whole = &bytes[..bytes.len() - rest.len()];
+    // The header as it was sent: the tag's bytes (more follow while b8 is set, after a
+    // first byte whose b5-b1 are all set), then the length's (81 xx, 82 xx xx, ...).
+    let mut header = 1;
+    if whole.first()? & 0x1F == 0x1F {
+        while whole.get(header)? & 0x80 != 0 {
+            header += 1;
+        }
+        header += 1;
+    }
+    let length = *whole.get(header)?;
+    header += 1 + if length & 0x80 != 0 {
+        usize::from(length & 0x7F)
+    } else {
+        0
+    };
+    let children = match tlv.value() {
+        Value::Constructed(_) => Some(whole.get(header..)?),
+        Value::Primitive(_) => None,
+    };
+    Some(RawObject {
+        tag: tag_number(&tlv),
+        whole,
+        children,
+        rest,
+    })
+}
+
+/// The object at a path of tags (outermost first), tag and length included, exactly as its
+/// bytes stand in `bytes`: nothing is decoded and encoded again, so a signature over the
+/// object as it travelled verifies over these bytes.
+pub fn object_at<'a>(bytes: &'a [u8], path: &[u16]) -> Option<&'a [u8]> {
+    let (last, parents) = path.split_last()?;
+    let mut level = bytes;
+    for t in parents {
+        level = find_raw(level, *t)?.children?;
+    }
+    find_raw(level, *last).map(|o| o.whole)
+}
+
+/// The first object with tag `t` in a run of encoded objects.
+fn find_raw(mut bytes: &[u8], t: u16) -> Option<RawObject<'_>> {
+    while !bytes.is_empty() {
+        let object = split_first(bytes)?;
+        if object.tag == t {
+            return Some(object);
+        }
+        bytes = object.rest;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +200,41 @@ mod tests {
         assert_eq!(value_at(&bytes, &[0x6F, 0x84]), Some(vec![1, 2]));
         assert!(parse_all(&bytes[..bytes.len() - 1]).is_err());
         assert_eq!(primitive(0x5F37, vec![]).to_vec(), vec![0x5F, 0x37, 0]);
+    }
+
+    #[test]
+    fn objects_as_they_were_sent() {
+        let inner = constructed(0xE7, vec![primitive(0x86, vec![0, 0, 0, 1])]);
+        let bytes = constructed(
+            0xEC,
+            vec![
+                primitive(0x5F37, vec![9]),
+                inner.clone(),
+                primitive(0x9E, vec![7; 200]),
+            ],
+        )
+        .to_vec();
+        assert_eq!(object_at(&bytes, &[0xEC, 0xE7]), Some(&inner.to_vec()[..]));
+        assert_eq!(
+            object_at(&bytes, &[0xEC, 0x5F37]),
+            Some(&[0x5F, 0x37, 1, 9][..])
+        );
+        assert_eq!(object_at(&bytes, &[0xEC]), Some(&bytes[..]));
+        assert_eq!(
+            object_at(&bytes, &[0xEC, 0xE7, 0x86]),
+            Some(&[0x86, 4, 0, 0, 0, 1][..])
+        );
+        assert_eq!(object_at(&bytes, &[0xEC, 0x9E]).map(<[u8]>::len), Some(203));
+        assert_eq!(
+            object_at(&bytes, &[0xEC, 0x9E, 0x01]),
+            None,
+            "9E is primitive"
+        );
+        assert_eq!(object_at(&bytes, &[0xED]), None);
+        // A long form the encoder would not have chosen stays as it was sent.
+        let long = [0xE7, 0x81, 0x03, 0x86, 0x01, 0x05];
+        assert_eq!(object_at(&long, &[0xE7]), Some(&long[..]));
+        assert_eq!(object_at(&long, &[0xE7, 0x86]), Some(&long[3..]));
+        assert_eq!(object_at(&long[..5], &[0xE7]), None, "truncated");
     }
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::apdu::Response;
 use crate::commands::LifeCycle;
 use crate::objects::Personalization;
+use crate::units::{self, SignedMessage, UnitMessage};
 use crate::{cert, status, tlv};
 
 /// Every vector file, embedded so that the CLI can run them without the source tree.
@@ -32,6 +33,7 @@ pub const FILES: &[(&str, &str)] = &[
         "internal-authenticate.toml",
         include_str!("../vectors/internal-authenticate.toml"),
     ),
+    ("units.toml", include_str!("../vectors/units.toml")),
 ];
 
 /// The PIN the conformance preconditions install.
@@ -105,11 +107,18 @@ pub struct Step {
     /// TLV paths that must be present in the data, e.g. `6F/A5/C4`.
     #[serde(default)]
     pub tlv: Vec<String>,
-    /// Variables to bind from the data: `data` (all of it) or `tlv:6E/C1`.
+    /// Objects the data must hold, exactly as sent (tag and length included): TLV path to
+    /// a hex template, e.g. `{ "EB/EC" = "${LOAD}" }`.
+    #[serde(default)]
+    pub tlv_object: BTreeMap<String, String>,
+    /// Variables to bind from the data: `data` (all of it), `tlv:6E/C1` (an object's value)
+    /// or `tlv_object:EC/E7` (a whole object, as sent).
     #[serde(default)]
     pub capture: BTreeMap<String, String>,
     /// The data must be an INTERNAL AUTHENTICATE signature (see [`crate::auth`]).
     pub auth_signature: Option<AuthSignature>,
+    /// The data must be a signed units message (see [`crate::units`]).
+    pub signed: Option<Signed>,
     pub note: Option<String>,
 }
 
@@ -122,6 +131,44 @@ pub struct AuthSignature {
     pub key: String,
     /// The challenge the command sent, as a hex template.
     pub challenge: String,
+}
+
+/// An expected answer of LOAD REQUEST, LOAD CANCEL or UNLOAD: exactly one
+/// `wrapper { message, 9E signature }`, where the message is a load request (`E7`) or an
+/// unload receipt (`E8`) that decodes, and the signature verifies under `key` over the
+/// message's bytes, as they were sent, in `domain`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signed {
+    /// The wrapper tag in hex: `EC`, `ED` or `EE`.
+    pub wrapper: String,
+    /// The short name of a units domain, e.g. `load-request` for `valuecard/load-request/v1`.
+    pub domain: String,
+    /// The signer's public key, compressed SEC1, as a hex template: usually `${PUBLIC_KEY}`.
+    pub key: String,
+    /// The message's bytes exactly, as a hex template (optional).
+    pub message: Option<String>,
+}
+
+/// The domains that `${issuer_sign:...}` and [`Signed`] name by their short names: the
+/// units domains, `valuecard/<name>/v1`.
+const UNIT_DOMAINS: &[&str] = &[
+    units::domains::LOAD_REQUEST,
+    units::domains::LOAD_AUTH,
+    units::domains::LOAD_CANCEL,
+    units::domains::LOAD_CANCEL_ACK,
+    units::domains::UNLOAD,
+    units::domains::UNLOAD_ACK,
+    units::domains::TICKET,
+];
+
+/// A units domain by its short name: `load-auth` is `valuecard/load-auth/v1`.
+pub fn unit_domain(name: &str) -> Option<&'static str> {
+    UNIT_DOMAINS.iter().copied().find(|d| {
+        d.strip_prefix("valuecard/")
+            .and_then(|d| d.strip_suffix("/v1"))
+            == Some(name)
+    })
 }
 
 /// Loads every embedded vector file.
@@ -203,6 +250,32 @@ pub fn expand(template: &str, vars: &Vars) -> Result<Vec<u8>, String> {
 }
 
 fn expand_expr(expr: &str, vars: &Vars) -> Result<Vec<u8>, String> {
+    for (prefix, secret) in [
+        ("issuer_sign:", &TEST_ISSUER_SECRET),
+        ("other_issuer_sign:", &TEST_OTHER_ISSUER_SECRET),
+    ] {
+        if let Some(spec) = expr.strip_prefix(prefix) {
+            let (domain, inner) = spec
+                .split_once(':')
+                .ok_or_else(|| format!("bad {prefix} expression: {expr}"))?;
+            let domain =
+                unit_domain(domain).ok_or_else(|| format!("unknown units domain in {expr}"))?;
+            let message = expand_expr(inner, vars)?;
+            return Ok(units::sign(&test_key(secret), domain, &message).to_vec());
+        }
+    }
+    if let Some(spec) = expr.strip_prefix("ticket_sign:") {
+        let (code, serial) = spec
+            .split_once(':')
+            .ok_or_else(|| format!("bad ticket_sign expression: {expr}"))?;
+        let serial = hex::decode(serial).map_err(|_| format!("bad serial in {expr}"))?;
+        let owner: [u8; 32] = lookup("CARD_ID", vars)
+            .and_then(|id| id.try_into().ok())
+            .ok_or_else(|| format!("{expr} needs a 32-byte CARD_ID"))?;
+        return Ok(
+            units::sign_ticket(&test_key(&TEST_ISSUER_SECRET), code, &serial, &owner).to_vec(),
+        );
+    }
     if let Some(inner) = expr.strip_prefix("lc:") {
         let len = expand_expr(inner, vars)?.len();
         return u8::try_from(len)
@@ -307,6 +380,20 @@ impl Step {
                 return Err(format!("data lacks TLV {path}, {got}"));
             }
         }
+        for (path, want) in &self.tlv_object {
+            let want = expand(want, vars)?;
+            match tlv::object_at(&response.data, &parse_path(path)?) {
+                Some(found) if found == want => {}
+                Some(found) => {
+                    return Err(format!(
+                        "expected the object {path} to be {}, found {}, {got}",
+                        hex::encode_upper(want),
+                        hex::encode_upper(found)
+                    ));
+                }
+                None => return Err(format!("data lacks TLV {path}, {got}")),
+            }
+        }
         if let Some(expected) = &self.auth_signature {
             let key = expand(&expected.key, vars)?;
             let key = cert::decode_public_key(&key).ok_or_else(|| {
@@ -323,9 +410,16 @@ impl Step {
                 ));
             }
         }
+        if let Some(expected) = &self.signed {
+            check_signed(expected, &response.data, vars).map_err(|e| format!("{e}, {got}"))?;
+        }
         for (name, source) in &self.capture {
             let value = if source == "data" {
                 response.data.clone()
+            } else if let Some(path) = source.strip_prefix("tlv_object:") {
+                tlv::object_at(&response.data, &parse_path(path)?)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| format!("no TLV {path} to capture, {got}"))?
             } else if let Some(path) = source.strip_prefix("tlv:") {
                 tlv::value_at(&response.data, &parse_path(path)?)
                     .ok_or_else(|| format!("no TLV {path} to capture, {got}"))?
@@ -336,6 +430,47 @@ impl Step {
         }
         Ok(())
     }
+}
+
+fn check_signed(expected: &Signed, data: &[u8], vars: &Vars) -> Result<(), String> {
+    let wrapper = u16::from_str_radix(&expected.wrapper, 16)
+        .map_err(|_| format!("signed: bad wrapper tag {:?}", expected.wrapper))?;
+    let domain = unit_domain(&expected.domain)
+        .ok_or_else(|| format!("signed: unknown units domain {:?}", expected.domain))?;
+    let key = expand(&expected.key, vars)?;
+    let key = cert::decode_public_key(&key).ok_or_else(|| {
+        format!(
+            "signed: key {} is not a P-256 point",
+            hex::encode_upper(&key)
+        )
+    })?;
+    let decoded = SignedMessage::decode(data, wrapper)
+        .map_err(|e| format!("data is not one {wrapper:02X} {{ message, 9E }}: {e}"))?;
+    let template = decoded.message.first().copied().map(u16::from);
+    let message = template
+        .and_then(|t| tlv::object_at(data, &[wrapper, t]))
+        .ok_or("the signed message cannot be found")?;
+    let well_formed = match template {
+        Some(units::tag::LOAD_REQUEST) => UnitMessage::decode_load(message).map(|_| ()),
+        _ => UnitMessage::decode_unload(message).map(|_| ()),
+    };
+    well_formed.map_err(|e| format!("the signed message does not decode: {e}"))?;
+    if let Some(want) = &expected.message {
+        let want = expand(want, vars)?;
+        if want != message {
+            return Err(format!(
+                "expected the message {}, found {}",
+                hex::encode_upper(want),
+                hex::encode_upper(message)
+            ));
+        }
+    }
+    if !units::verify(&key, domain, message, &decoded.signature) {
+        return Err(format!(
+            "the signature does not verify under the key in {domain}"
+        ));
+    }
+    Ok(())
 }
 
 fn command(send: &str, sw: &str) -> Step {
@@ -433,6 +568,128 @@ mod tests {
         );
         assert!(expand("${NOPE}", &vars).is_err());
         assert!(expand("${X[2..9]}", &vars).is_err());
+    }
+
+    #[test]
+    fn issuer_signatures_in_templates() {
+        let mut vars = initial_vars();
+        vars.insert("REQ".into(), vec![0xE7, 0x01, 0x00]);
+        let issuer = test_key(&TEST_ISSUER_SECRET);
+        let sign = |t: &str| expand(t, &vars);
+        let auth = sign("${issuer_sign:load-auth:REQ}").expect("expands");
+        assert_eq!(auth.len(), units::SIGNATURE_LEN);
+        assert!(units::verify(
+            issuer.verifying_key(),
+            units::domains::LOAD_AUTH,
+            &[0xE7, 0x01, 0x00],
+            &auth
+        ));
+        assert_eq!(
+            sign("${issuer_sign:load-auth:REQ}"),
+            Ok(auth.clone()),
+            "RFC 6979"
+        );
+        let other = sign("${other_issuer_sign:load-auth:REQ}").expect("expands");
+        assert!(!units::verify(
+            issuer.verifying_key(),
+            units::domains::LOAD_AUTH,
+            &[0xE7, 0x01, 0x00],
+            &other
+        ));
+        let ack = sign("${issuer_sign:unload-ack:REQ[0..2]}").expect("expands");
+        assert!(units::verify(
+            issuer.verifying_key(),
+            units::domains::UNLOAD_ACK,
+            &[0xE7, 0x01],
+            &ack
+        ));
+        assert!(sign("${issuer_sign:load-authorisation:REQ}").is_err());
+        assert!(sign("${issuer_sign:load-auth}").is_err());
+        assert!(sign("${issuer_sign:load-auth:NOPE}").is_err());
+
+        assert!(sign("${ticket_sign:CONCERT:0102}").is_err(), "no CARD_ID");
+        vars.insert("CARD_ID".into(), vec![9; 32]);
+        let ticket = expand("${ticket_sign:CONCERT:0102}", &vars).expect("expands");
+        assert!(units::verify_ticket(
+            issuer.verifying_key(),
+            "CONCERT",
+            &[1, 2],
+            &[9; 32],
+            &ticket
+        ));
+        assert!(expand("${ticket_sign:CONCERT:01x2}", &vars).is_err());
+        assert_eq!(unit_domain("ticket"), Some(units::domains::TICKET));
+        assert_eq!(unit_domain("cert"), None);
+    }
+
+    #[test]
+    fn signed_answers_and_whole_objects() {
+        let card = test_key(&[0x44; 32]);
+        let mut vars = initial_vars();
+        vars.insert(
+            "PUBLIC_KEY".into(),
+            cert::encode_public_key(card.verifying_key()).to_vec(),
+        );
+        let message = UnitMessage {
+            card_id: [3; 32],
+            counter: 5,
+            value: units::UnitValue::Asset {
+                code: "JPY".into(),
+                amount: 100,
+            },
+        }
+        .encode_load();
+        let answer = |domain: &str, message: &[u8]| {
+            let signed = SignedMessage {
+                message: message.to_vec(),
+                signature: units::sign(&card, domain, message),
+            };
+            let data = signed
+                .to_tlv(units::tag::SIGNED_LOAD)
+                .expect("a message")
+                .to_vec();
+            Response { data, sw: 0x9000 }
+        };
+        let step = |message: Option<String>| Step {
+            sw: Some("9000".into()),
+            signed: Some(Signed {
+                wrapper: "EC".into(),
+                domain: "load-request".into(),
+                key: "${PUBLIC_KEY}".into(),
+                message,
+            }),
+            capture: [("REQ".to_string(), "tlv_object:EC/E7".to_string())].into(),
+            ..Step::default()
+        };
+        let good = answer(units::domains::LOAD_REQUEST, &message);
+        assert_eq!(step(None).check(&good, &mut vars), Ok(()));
+        assert_eq!(vars.get("REQ"), Some(&message));
+        let exact = step(Some(hex::encode(&message)));
+        assert_eq!(exact.check(&good, &mut vars), Ok(()));
+        let other = step(Some(hex::encode(&message[..message.len() - 1])));
+        assert!(other.check(&good, &mut vars).is_err(), "another message");
+        let wrong_domain = answer(units::domains::LOAD_CANCEL, &message);
+        assert!(step(None).check(&wrong_domain, &mut vars).is_err());
+        let not_a_message = answer(units::domains::LOAD_REQUEST, &[0xE7, 0x00]);
+        assert!(step(None).check(&not_a_message, &mut vars).is_err());
+        let mut wrapper = step(None);
+        if let Some(s) = wrapper.signed.as_mut() {
+            s.wrapper = "ED".into();
+        }
+        assert!(wrapper.check(&good, &mut vars).is_err(), "another wrapper");
+
+        let whole = |path: &str, want: &str| Step {
+            sw: Some("9000".into()),
+            tlv_object: [(path.to_string(), want.to_string())].into(),
+            ..Step::default()
+        };
+        assert_eq!(whole("EC/E7", "${REQ}").check(&good, &mut vars), Ok(()));
+        assert!(
+            whole("EC/E7", "${REQ[1..]}")
+                .check(&good, &mut vars)
+                .is_err()
+        );
+        assert!(whole("EC/E8", "${REQ}").check(&good, &mut vars).is_err());
     }
 
     #[test]

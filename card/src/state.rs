@@ -4,6 +4,7 @@ use std::fmt;
 
 use apdu_spec::commands::LifeCycle;
 use apdu_spec::objects::Values;
+use apdu_spec::units::InFlight;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -21,6 +22,9 @@ pub struct Persistent {
     pub load_counter: u32,
     pub unload_counter: u32,
     pub values: Values,
+    /// The pending load request and the receipts the center has not acknowledged yet.
+    #[serde(default)]
+    pub in_flight: InFlight,
 }
 
 impl Persistent {

@@ -10,8 +10,9 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
+use apdu_spec::apdu::Response;
 use apdu_spec::commands::{COMMANDS, LifeCycle};
-use apdu_spec::vectors::{self, Vars};
+use apdu_spec::vectors::{self, Step, Vars};
 use valuecard_card::applet::decode;
 use valuecard_card::state::Persistent;
 use valuecard_card::storage::{FileStorage, PowerCutFs, SharedFs, Storage};
@@ -47,6 +48,7 @@ fn prepare(card: &mut Card, life: LifeCycle, spend_a_try: bool) -> Vars {
     }
     let key = ok(card, "80 47 00 00 00", &vars);
     vars.insert("PUBLIC_KEY".into(), key[2..].to_vec());
+    vars.insert("CARD_ID".into(), apdu_spec::card_id(&key[2..]).to_vec());
     if life == LifeCycle::Active {
         ok(
             card,
@@ -63,15 +65,54 @@ fn prepare(card: &mut Card, life: LifeCycle, spend_a_try: bool) -> Vars {
     vars
 }
 
+/// Brings the card further once it is in its life-cycle state: commands that must answer
+/// 9000, each with the variables it binds from its answer (a `capture` source of
+/// `apdu_spec::vectors`).
+fn run_setup(card: &mut Card, setup: &[(&str, &[(&str, &str)])], vars: &mut Vars) {
+    for (template, captures) in setup {
+        let step = Step {
+            send: Some(template.to_string()),
+            sw: Some("9000".into()),
+            capture: captures
+                .iter()
+                .map(|(name, source)| (name.to_string(), source.to_string()))
+                .collect(),
+            ..Step::default()
+        };
+        let answer = send(card, template, vars);
+        let response = Response::from_bytes(&answer).expect("a response APDU");
+        step.check(&response, vars)
+            .unwrap_or_else(|e| panic!("setup {template}: {e}"));
+    }
+}
+
 struct Scenario {
     command: &'static str,
     path: &'static str,
     given: LifeCycle,
     spend_a_try: bool,
+    /// Commands that bring the card further before the power session of the command.
+    setup: &'static [(&'static str, &'static [(&'static str, &'static str)])],
+    /// Commands sent in the command's own power session, before it (VERIFY, for a command
+    /// that needs the PIN). They must leave the persistent state as it was; the power is
+    /// never cut during them.
+    session: &'static [&'static str],
     apdu: &'static str,
     /// The state a cut between the two commits of a PIN check leaves.
     try_spent_is_allowed: bool,
 }
+
+/// LOAD REQUEST for 100 JPY, binding the request (`REQ`) for the issuer's signatures.
+const REQUEST_100_JPY: (&str, &[(&str, &str)]) = (
+    "80 52 00 00 11 E1 0F 81 03 4A5059 82 08 0000000000000064 00",
+    &[("REQ", "tlv_object:EC/E7")],
+);
+const REQUEST_TICKET: (&str, &[(&str, &str)]) = (
+    "80 52 00 00 10 E2 0E 81 07 434F4E43455254 84 03 010203 00",
+    &[("REQ", "tlv_object:EC/E7")],
+);
+const APPLY: (&str, &[(&str, &str)]) = ("80 54 00 00 42 9E 40 ${issuer_sign:load-auth:REQ}", &[]);
+const VERIFY_PIN: &str = "00 20 00 81 ${lc:PIN} ${PIN}";
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -79,6 +120,8 @@ const SCENARIOS: &[Scenario] = &[
         path: "new key",
         given: LifeCycle::Blank,
         spend_a_try: false,
+        setup: &[],
+        session: &[],
         apdu: "80 47 00 00 00",
         try_spent_is_allowed: false,
     },
@@ -87,6 +130,8 @@ const SCENARIOS: &[Scenario] = &[
         path: "install",
         given: LifeCycle::Keyed,
         spend_a_try: false,
+        setup: &[],
+        session: &[],
         apdu: "80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}",
         try_spent_is_allowed: false,
     },
@@ -95,6 +140,8 @@ const SCENARIOS: &[Scenario] = &[
         path: "right PIN",
         given: LifeCycle::Active,
         spend_a_try: true,
+        setup: &[],
+        session: &[],
         apdu: "00 20 00 81 ${lc:PIN} ${PIN}",
         try_spent_is_allowed: true,
     },
@@ -103,6 +150,8 @@ const SCENARIOS: &[Scenario] = &[
         path: "wrong PIN",
         given: LifeCycle::Active,
         spend_a_try: true,
+        setup: &[],
+        session: &[],
         apdu: "00 20 00 81 04 39393939",
         try_spent_is_allowed: false,
     },
@@ -111,6 +160,8 @@ const SCENARIOS: &[Scenario] = &[
         path: "right PIN",
         given: LifeCycle::Active,
         spend_a_try: true,
+        setup: &[],
+        session: &[],
         apdu: "00 24 00 81 10 81 06 ${PIN} 82 06 363534333231",
         try_spent_is_allowed: true,
     },
@@ -119,7 +170,107 @@ const SCENARIOS: &[Scenario] = &[
         path: "wrong PIN",
         given: LifeCycle::Active,
         spend_a_try: true,
+        setup: &[],
+        session: &[],
         apdu: "00 24 00 81 10 81 06 393939393939 82 06 363534333231",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "LOAD REQUEST",
+        path: "units",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[],
+        session: &[],
+        apdu: "80 52 00 00 11 E1 0F 81 03 4A5059 82 08 0000000000000064 00",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "LOAD REQUEST",
+        path: "ticket, after a load",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[REQUEST_100_JPY, APPLY],
+        session: &[],
+        apdu: "80 52 00 00 10 E2 0E 81 07 434F4E43455254 84 03 010203 00",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "LOAD APPLY",
+        path: "units",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[REQUEST_100_JPY],
+        session: &[],
+        apdu: "80 54 00 00 42 9E 40 ${issuer_sign:load-auth:REQ}",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "LOAD APPLY",
+        path: "ticket",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[REQUEST_TICKET],
+        session: &[],
+        apdu: "80 54 00 00 84 9E 40 ${issuer_sign:load-auth:REQ} 85 40 ${ticket_sign:CONCERT:010203}",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "LOAD CANCEL",
+        path: "pending load",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[REQUEST_100_JPY],
+        session: &[],
+        apdu: "80 56 00 00 00",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "UNLOAD",
+        path: "part",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[REQUEST_100_JPY, APPLY],
+        session: &[VERIFY_PIN],
+        apdu: "80 58 00 00 11 E1 0F 81 03 4A5059 82 08 0000000000000032 00",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "UNLOAD",
+        path: "all of it",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[REQUEST_100_JPY, APPLY],
+        session: &[VERIFY_PIN],
+        apdu: "80 58 00 00 11 E1 0F 81 03 4A5059 82 08 0000000000000064 00",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "UNLOAD ACK",
+        path: "unload receipt",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[
+            REQUEST_100_JPY,
+            APPLY,
+            (VERIFY_PIN, &[]),
+            (
+                "80 58 00 00 11 E1 0F 81 03 4A5059 82 08 0000000000000032 00",
+                &[("RCPT", "tlv_object:EE/E8")],
+            ),
+        ],
+        session: &[],
+        apdu: "80 5A 01 00 48 86 04 00000000 9E 40 ${issuer_sign:unload-ack:RCPT}",
+        try_spent_is_allowed: false,
+    },
+    Scenario {
+        command: "UNLOAD ACK",
+        path: "load cancellation",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[REQUEST_100_JPY, ("80 56 00 00 00", &[])],
+        session: &[],
+        apdu: "80 5A 02 00 48 86 04 00000000 9E 40 ${issuer_sign:load-cancel-ack:REQ}",
         try_spent_is_allowed: false,
     },
     Scenario {
@@ -127,6 +278,8 @@ const SCENARIOS: &[Scenario] = &[
         path: "erase",
         given: LifeCycle::Active,
         spend_a_try: false,
+        setup: &[],
+        session: &[],
         apdu: "80 7E 00 00",
         try_spent_is_allowed: false,
     },
@@ -156,7 +309,8 @@ fn power_cut_at_every_write_of_every_command() {
             options(),
         )
         .expect("card");
-        let vars = prepare(&mut card, s.given, s.spend_a_try);
+        let mut vars = prepare(&mut card, s.given, s.spend_a_try);
+        run_setup(&mut card, s.setup, &mut vars);
         drop(card);
         let before_bytes = fs::read(&setup_path).expect("before-state");
         let before = decode(&before_bytes).expect("before decodes");
@@ -171,6 +325,18 @@ fn power_cut_at_every_write_of_every_command() {
         )
         .expect("card");
         ok(&mut card, "00 A4 04 0C ${lc:AID} ${AID}", &vars);
+        for command in s.session {
+            ok(&mut card, command, &vars);
+        }
+        assert_eq!(
+            card.applet().persistent(),
+            &before,
+            "{} ({}): the session's commands keep the state",
+            s.command,
+            s.path
+        );
+        // The power is cut only during the command: count the operations before it.
+        let session_ops = counter.ops();
         let clean = send(&mut card, s.apdu, &vars);
         assert_ne!(
             &clean[clean.len() - 2..],
@@ -179,7 +345,7 @@ fn power_cut_at_every_write_of_every_command() {
             s.command,
             s.path
         );
-        let ops = counter.ops();
+        let ops = counter.ops() - session_ops;
         drop(card);
         let after = load(&path);
         assert_ne!(
@@ -202,7 +368,7 @@ fn power_cut_at_every_write_of_every_command() {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = fresh_copy(&before_bytes, dir.path());
             let fs = SharedFs(std::sync::Arc::new(std::sync::Mutex::new(
-                PowerCutFs::cut_at(cut),
+                PowerCutFs::cut_at(session_ops + cut),
             )));
             let mut card = Card::new(
                 Box::new(FileStorage::with_fs(&path, fs).expect("storage")),
@@ -210,6 +376,9 @@ fn power_cut_at_every_write_of_every_command() {
             )
             .expect("card");
             ok(&mut card, "00 A4 04 0C ${lc:AID} ${AID}", &vars);
+            for command in s.session {
+                ok(&mut card, command, &vars);
+            }
             let response = send(&mut card, s.apdu, &vars);
             drop(card);
 

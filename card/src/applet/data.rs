@@ -13,6 +13,7 @@ impl Applet {
             tag::LIFE_CYCLE => Some(tlv::primitive(tag::LIFE_CYCLE, [self.life_cycle() as u8])),
             tag::COUNTERS => Some(self.counters().to_tlv()),
             tag::VALUES => Some(self.persistent.values.to_tlv()),
+            apdu_spec::units::tag::IN_FLIGHT => Some(self.persistent.in_flight.to_tlv()),
             tag::PUBLIC_KEY => self
                 .persistent
                 .key
@@ -65,6 +66,7 @@ impl Applet {
             arbiter_key: p.map(|p| p.arbiter_key.to_vec()),
             counters: self.counters(),
             values: self.persistent.values.clone(),
+            in_flight: self.persistent.in_flight.clone(),
         }
     }
 }

@@ -9,8 +9,10 @@ mod data;
 mod lifecycle;
 mod pin;
 mod select;
+mod units;
 
 use apdu_spec::commands::{self, CommandDef, LifeCycle, ins};
+use apdu_spec::units::ReceiptKind;
 use apdu_spec::{Apdu, Status};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -115,6 +117,15 @@ impl Applet {
             ins::GENERATE_KEY => self.generate_key(),
             ins::PERSONALIZE => self.personalize(apdu.data),
             ins::TEST_RESET => self.test_reset(),
+            ins::LOAD_REQUEST => self.load_request(apdu.data),
+            ins::LOAD_APPLY => self.load_apply(apdu.data),
+            ins::LOAD_CANCEL => self.load_cancel(),
+            ins::UNLOAD => self.unload(apdu.data),
+            ins::UNLOAD_ACK => match ReceiptKind::from_ack_p1(apdu.p1) {
+                Some(kind) => self.unload_ack(kind, apdu.data),
+                // `params_allowed` let through only the P1 values of a receipt kind.
+                None => Err(Status::IncorrectP1OrP2Parameter),
+            },
             // GET RESPONSE belongs to the ISO layer and never reaches the applet.
             _ => Err(Status::InstructionNotSupportedOrInvalid),
         }
@@ -161,6 +172,9 @@ fn params_allowed(def: &CommandDef, apdu: &Apdu) -> bool {
         ins::INTERNAL_AUTHENTICATE | ins::GENERATE_KEY | ins::PERSONALIZE | ins::TEST_RESET => {
             apdu.p1p2() == 0
         }
+        ins::LOAD_REQUEST | ins::LOAD_APPLY | ins::LOAD_CANCEL | ins::UNLOAD => apdu.p1p2() == 0,
+        // P1 names the kind of receipt acknowledged: 01 an unload, 02 a load cancellation.
+        ins::UNLOAD_ACK => ReceiptKind::from_ack_p1(apdu.p1).is_some() && apdu.p2 == 0,
         // A command without an entry here accepts no P1 P2 at all (GET RESPONSE is the ISO
         // layer's and never gets here).
         _ => false,
@@ -190,6 +204,20 @@ pub fn decode(bytes: &[u8]) -> Result<Persistent, StorageError> {
         return Err(StorageError::Corrupt {
             path: String::new(),
             reason: "the card key is not a P-256 key pair".into(),
+        });
+    }
+    if let Some(p) = &state.personalization
+        && apdu_spec::cert::decode_public_key(&p.issuer_key).is_none()
+    {
+        return Err(StorageError::Corrupt {
+            path: String::new(),
+            reason: "the issuer key is not a P-256 point".into(),
+        });
+    }
+    if !units::in_flight_is_consistent(&state) {
+        return Err(StorageError::Corrupt {
+            path: String::new(),
+            reason: "the pending load or a receipt is not a message of this card".into(),
         });
     }
     Ok(state)
