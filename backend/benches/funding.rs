@@ -152,6 +152,7 @@ fn fresh_center(bank: &Bank, list: &SignedKeyList, cards: &[SigningKey]) -> Arc<
             bank_public_key: *bank.verifying_key(),
             arbiter_public_key: *SigningKey::generate_from_rng(&mut rand::rng()).verifying_key(),
         },
+        ADMIN,
     )
     .unwrap();
     center.import_keys(list).unwrap();

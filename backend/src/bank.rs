@@ -12,8 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use rand::RngExt;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use apdu_spec::cert::encode_public_key;
 use valuecard_protocol::ErrorCode;
@@ -24,6 +22,7 @@ use valuecard_protocol::api::{
 use valuecard_protocol::keylist::{DenominationKeyInfo, KeyList, SignedKeyList};
 use valuecard_protocol::token::{DenominationSecretKey, blinded_message_hash};
 
+use crate::admin::AdminToken;
 use crate::clock::{Clock, DAY};
 use crate::db::{Constraint, Database, DbError, Migration, Row, Tx, Value};
 use crate::error::{ApiError, ApiResult};
@@ -99,9 +98,7 @@ pub struct Bank {
     db: Database,
     clock: Arc<dyn Clock>,
     config: BankConfig,
-    /// SHA-256 of the admin token: compared in constant time, and the token itself is not
-    /// kept in memory longer than startup.
-    admin_digest: [u8; 32],
+    admin: AdminToken,
     bank_key: SigningKey,
     credentials: credentials::Credentials,
     /// Parsed denomination keys by id: keys never change once made.
@@ -160,15 +157,13 @@ impl Bank {
         admin_token: &str,
     ) -> Result<Self, String> {
         config.check()?;
-        if admin_token.trim().is_empty() {
-            return Err("the admin token is empty".into());
-        }
+        let admin = AdminToken::new(admin_token)?;
         let bank_key = keys::load_or_generate(&db, KeyTable::Bank).map_err(|e| e.to_string())?;
         Ok(Bank {
             db,
             clock,
             config,
-            admin_digest: Sha256::digest(admin_token.trim().as_bytes()).into(),
+            admin,
             bank_key,
             credentials: credentials::Credentials::default(),
             keys: Mutex::new(HashMap::new()),
@@ -195,15 +190,7 @@ impl Bank {
 
     /// Checks the admin token (`Authorization: Bearer ...`) in constant time.
     pub fn check_admin(&self, presented: Option<&str>) -> ApiResult<()> {
-        let digest: [u8; 32] = Sha256::digest(presented.unwrap_or("").trim().as_bytes()).into();
-        if presented.is_some() && bool::from(digest.ct_eq(&self.admin_digest)) {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                ErrorCode::AdminUnauthorized,
-                "the admin token is missing or wrong",
-            ))
-        }
+        self.admin.check(presented)
     }
 
     /// Opens an account with a zero balance (admin).

@@ -1,10 +1,15 @@
 //! The center (PROTOCOLS.md, "Funding: bank to center", step 6, and "Card life cycle"):
-//! card registration with a unit account per card, the bank's keys, and token redemption.
+//! card registration with a unit account per card, the bank's keys, and token redemption;
+//! and (module `units`) loads, unloads and tickets between the center and a card.
 //!
 //! Privacy: the center sees the card id and the amount, never the account. It keeps no time
-//! finer than a day for registrations and redemptions (a day number; certificates start at
-//! the day's first second): a time to the second could be matched with the time of the
-//! bank's withdrawal record and link the two. Challenges are deleted once used.
+//! finer than a day (a day number; certificates start at the day's first second): a time to
+//! the second could be matched with the time of the bank's withdrawal record and link the
+//! two. Challenges are deleted once used.
+
+mod units;
+
+pub use units::RANDOM_SERIAL_LEN;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,16 +27,24 @@ use valuecard_protocol::api::{
 use valuecard_protocol::keylist::{KeyListError, SignedKeyList};
 use valuecard_protocol::token::{DenominationPublicKey, TokenMessage};
 
+use crate::admin::AdminToken;
 use crate::clock::{Clock, DAY};
 use crate::db::{Database, Migration, Row, Tx, Value};
 use crate::error::{ApiError, ApiResult};
 use crate::keys::{self, KeyTable};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../migrations/sqlite/center/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../migrations/sqlite/center/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_units",
+        sql: include_str!("../migrations/sqlite/center/0002_units.sql"),
+    },
+];
 
 /// How long a challenge can be used, in seconds.
 pub const CHALLENGE_TTL: u64 = 120;
@@ -61,6 +74,8 @@ pub struct Center {
     clock: Arc<dyn Clock>,
     config: CenterConfig,
     issuer: SigningKey,
+    /// For the admin routes (issuing tickets, any card's ledger).
+    admin: AdminToken,
     keys: Mutex<HashMap<[u8; 32], Arc<RedeemKey>>>,
 }
 
@@ -100,23 +115,42 @@ fn unknown_card(card_id: &[u8; 32]) -> ApiError {
 
 impl Center {
     /// Opens the center's SQLite database (`:memory:` works) and loads or makes the issuer key.
-    pub fn open(path: &str, clock: Arc<dyn Clock>, config: CenterConfig) -> Result<Self, String> {
+    pub fn open(
+        path: &str,
+        clock: Arc<dyn Clock>,
+        config: CenterConfig,
+        admin_token: &str,
+    ) -> Result<Self, String> {
         let db = Database::open_sqlite(path, "center", MIGRATIONS).map_err(|e| e.to_string())?;
-        Self::new(db, clock, config)
+        Self::new(db, clock, config, admin_token)
     }
 
-    pub fn new(db: Database, clock: Arc<dyn Clock>, config: CenterConfig) -> Result<Self, String> {
-        if config.currency.is_empty() || config.currency.len() > 16 {
-            return Err("the currency must have 1 to 16 characters".into());
+    /// A center over a database already brought to the center's schema.
+    pub fn new(
+        db: Database,
+        clock: Arc<dyn Clock>,
+        config: CenterConfig,
+        admin_token: &str,
+    ) -> Result<Self, String> {
+        // The currency is also a card's asset code (loads and unloads carry it).
+        if !apdu_spec::units::asset_code_ok(&config.currency) {
+            return Err("the currency must be 1 to 8 printable ASCII characters".into());
         }
+        let admin = AdminToken::new(admin_token)?;
         let issuer = keys::load_or_generate(&db, KeyTable::Issuer).map_err(|e| e.to_string())?;
         Ok(Center {
             db,
             clock,
             config,
             issuer,
+            admin,
             keys: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Checks the admin token (`Authorization: Bearer ...`) in constant time.
+    pub fn check_admin(&self, presented: Option<&str>) -> ApiResult<()> {
+        self.admin.check(presented)
     }
 
     pub fn issuer_public_key(&self) -> [u8; 33] {

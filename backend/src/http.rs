@@ -29,10 +29,12 @@ use utoipa_axum::routes;
 
 use valuecard_protocol::ErrorCode;
 use valuecard_protocol::api::{
-    AccountBalance, AccountBalanceRequest, AccountOpened, BANK_PREFIX, CENTER_PREFIX, CardBalance,
-    CardBalanceRequest, CenterInfo, Challenge, ChallengeRequest, DepositAnswer, DepositRequest,
-    ErrorBody, KeysImported, OpenAccountRequest, RedeemRequest, Redemption, RegisterRequest,
-    Registration, WithdrawAnswer, WithdrawRequest,
+    AccountBalance, AccountBalanceRequest, AccountOpened, BANK_PREFIX, CENTER_PREFIX,
+    CancelAcknowledgement, CardBalance, CardBalanceRequest, CardLedger, CenterInfo, Challenge,
+    ChallengeRequest, DepositAnswer, DepositRequest, ErrorBody, IssuedTicket, KeysImported,
+    LedgerRequest, LoadAuthorisation, LoadCancellation, LoadOrder, OpenAccountRequest,
+    RedeemRequest, Redemption, RegisterRequest, Registration, TicketIssueRequest,
+    UnloadAcknowledgement, UnloadOrder, WithdrawAnswer, WithdrawRequest,
 };
 use valuecard_protocol::keylist::SignedKeyList;
 
@@ -285,11 +287,20 @@ pub fn bank_openapi() -> utoipa::openapi::OpenApi {
     info(
         title = "valuecard center",
         description = "Card registration (a unit account per card public key), the bank's keys, \
-                       and token redemption. Every error is an ErrorBody with a stable code. A \
-                       token is credited once: a retry returns the first answer.",
+                       token redemption, and units between the center and a card: loads, load \
+                       cancellations, unloads and tickets (PROTOCOLS.md, \"Units between center \
+                       and card\"). The card's signed messages (E7 load requests, E8 unload \
+                       receipts) travel as hex, exactly as the card answered them (apdu-spec \
+                       `units`), and the center answers the issuer's signatures over the same \
+                       bytes. Every error is an ErrorBody with a stable code, and a refused \
+                       request changes nothing. Money-moving requests are idempotent on their \
+                       natural key: a token's nonce, a load's, cancellation's or unload's (card \
+                       id, counter), a ticket's (asset, serial); a retry returns the first \
+                       answer with `replayed` set. All times the center keeps are days.",
         version = "1"
     ),
     components(schemas(ErrorBody)),
+    modifiers(&AdminSecurity),
     tags((name = "center"))
 )]
 struct CenterDoc;
@@ -373,6 +384,118 @@ async fn card_balance(
     blocking(move || center.balance(&req)).await.map(Json)
 }
 
+/// Authorises a card's signed load request (LOAD REQUEST's answer): debits the card's unit
+/// account, or hands it its ticket, once per (card id, counter), and answers the issuer's
+/// authorisation, the body of LOAD APPLY. The same request again returns the same answer
+/// (`replayed`) and debits nothing more, even after the certificate has expired. The
+/// request must be the canonical E7 encoding the card makes.
+#[utoipa::path(post, path = "/v1/loads", tag = "center", request_body = LoadOrder,
+    responses(
+        (status = 200, body = LoadAuthorisation),
+        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, bad hex); invalid_field: not a canonical E7 load request (zero amount, bad asset code or serial...), a signature that is not 64 bytes, units of an asset other than the center's currency"),
+        (status = 404, body = ErrorBody, description = "unknown_card; unknown_ticket: no ticket with this asset and serial was issued to this card"),
+        (status = 409, body = ErrorBody, description = "load_cancelled: the card cancelled this request, which is never authorised; conflict: the counter was authorised for another request, or the ticket is delivered already"),
+        (status = 422, body = ErrorBody, description = "bad_signature: not the card's signature under valuecard/load-request/v1; certificate_expired; insufficient_funds"),
+    ))]
+async fn loads(
+    State(center): State<Arc<Center>>,
+    ApiJson(order): ApiJson<LoadOrder>,
+) -> ApiResult<Json<LoadAuthorisation>> {
+    blocking(move || center.load(&order)).await.map(Json)
+}
+
+/// Takes a card's signed cancellation of a load request (LOAD CANCEL's answer), once per
+/// (card id, counter), and answers the issuer's acknowledgement, the body of UNLOAD ACK with
+/// P1 02. A request the center had authorised is `refunded`: its units go back to the unit
+/// account, or its ticket is free again. A request it never authorised is `voided`: nothing
+/// moves (rather than an error, so that the card can clear its cancellation), and a later
+/// load of it is refused with load_cancelled. The same cancellation again returns the same
+/// answer.
+#[utoipa::path(post, path = "/v1/load-cancellations", tag = "center", request_body = LoadCancellation,
+    responses(
+        (status = 200, body = CancelAcknowledgement),
+        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, bad hex); invalid_field: not a canonical E7 load request, a signature that is not 64 bytes"),
+        (status = 404, body = ErrorBody, description = "unknown_card"),
+        (status = 409, body = ErrorBody, description = "conflict: the counter was cancelled, or authorised, with another request"),
+        (status = 422, body = ErrorBody, description = "bad_signature: not the card's signature under valuecard/load-cancel/v1"),
+    ))]
+async fn load_cancellations(
+    State(center): State<Arc<Center>>,
+    ApiJson(cancel): ApiJson<LoadCancellation>,
+) -> ApiResult<Json<CancelAcknowledgement>> {
+    blocking(move || center.cancel_load(&cancel))
+        .await
+        .map(Json)
+}
+
+/// Credits a card's signed unload receipt (UNLOAD's answer) to its unit account, once per
+/// (card id, counter), and answers the issuer's acknowledgement, the body of UNLOAD ACK with
+/// P1 01. The same receipt again returns the same answer and credits nothing more.
+#[utoipa::path(post, path = "/v1/unloads", tag = "center", request_body = UnloadOrder,
+    responses(
+        (status = 200, body = UnloadAcknowledgement),
+        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, bad hex); invalid_field: not a canonical E8 unload receipt (zero amount, a ticket...), a signature that is not 64 bytes, units of an asset other than the center's currency"),
+        (status = 404, body = ErrorBody, description = "unknown_card"),
+        (status = 409, body = ErrorBody, description = "conflict: the counter was unloaded with another receipt"),
+        (status = 422, body = ErrorBody, description = "bad_signature: not the card's signature under valuecard/unload/v1"),
+    ))]
+async fn unloads(
+    State(center): State<Arc<Center>>,
+    ApiJson(order): ApiJson<UnloadOrder>,
+) -> ApiResult<Json<UnloadAcknowledgement>> {
+    blocking(move || center.unload(&order)).await.map(Json)
+}
+
+/// Issues a ticket to a card: the issuer signs (asset, serial, card id). The card takes it
+/// with a load request for this asset and serial. The same asset and serial again for the
+/// same card return the first ticket (`replayed`); without a serial, the center picks 16
+/// random bytes.
+#[utoipa::path(post, path = "/v1/tickets", tag = "center", request_body = TicketIssueRequest,
+    security(("admin" = [])),
+    responses(
+        (status = 200, body = IssuedTicket),
+        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, bad hex); invalid_field: an asset code that is not 1 to 8 printable ASCII characters or is the center's currency, a serial that is not 1 to 32 bytes"),
+        (status = 401, body = ErrorBody, description = "admin_unauthorized"),
+        (status = 404, body = ErrorBody, description = "unknown_card"),
+        (status = 409, body = ErrorBody, description = "conflict: the asset and serial were issued to another card"),
+    ))]
+async fn tickets(
+    State(center): State<Arc<Center>>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<TicketIssueRequest>,
+) -> ApiResult<Json<IssuedTicket>> {
+    let admin = bearer(&headers);
+    blocking(move || center.issue_ticket(admin.as_deref(), &req))
+        .await
+        .map(Json)
+}
+
+/// A card's unit accounts, ledger and tickets. Either the admin token (`Authorization:
+/// Bearer`; the proof is then not looked at), or `proof`: a fresh balance challenge signed
+/// by the card, which this uses up. The entries are the value movements (redemptions, loads,
+/// refunds, unloads, tickets issued), by day; a voided cancellation moved nothing and is not
+/// one. The totals are in the center's currency: the balance is redeemed − loaded +
+/// refunded + unloaded.
+#[utoipa::path(post, path = "/v1/ledger", tag = "center", request_body = LedgerRequest,
+    security((), ("admin" = [])),
+    responses(
+        (status = 200, body = CardLedger),
+        (status = 400, body = ErrorBody, description = "malformed_request"),
+        (status = 401, body = ErrorBody, description = "admin_unauthorized: a wrong admin token, or neither the token nor a proof"),
+        (status = 404, body = ErrorBody, description = "unknown_card"),
+        (status = 422, body = ErrorBody, description = "bad_challenge, bad_signature"),
+    ))]
+async fn ledger(
+    State(center): State<Arc<Center>>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<LedgerRequest>,
+) -> ApiResult<Json<CardLedger>> {
+    let admin = bearer(&headers);
+    blocking(move || center.ledger(admin.as_deref(), &req))
+        .await
+        .map(Json)
+}
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "center",
     responses((status = 200, description = "The center's OpenAPI document", content_type = "application/json")))]
@@ -394,6 +517,11 @@ fn center_routes() -> OpenApiRouter<Arc<Center>> {
             .routes(routes!(bank_keys))
             .routes(routes!(redeem))
             .routes(routes!(card_balance))
+            .routes(routes!(loads))
+            .routes(routes!(load_cancellations))
+            .routes(routes!(unloads))
+            .routes(routes!(tickets))
+            .routes(routes!(ledger))
             .routes(routes!(center_openapi_json)),
     )
 }

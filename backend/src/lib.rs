@@ -4,13 +4,17 @@
 //! - [`db`]: the SQL layer (engine abstraction, SQLite engine, versioned migrations).
 //! - [`clock`]: injectable time.
 //! - [`bank`]: accounts, denomination keys, withdrawals (blind signatures).
-//! - [`center`]: card registration, the bank's keys, redemptions.
+//! - [`center`]: card registration, the bank's keys, redemptions; loads, unloads and
+//!   tickets between the center and a card.
+//! - [`admin`]: the admin token of the admin routes.
 //! - [`arbiter`]: the arbiter's key.
 //! - [`http`]: axum routers, OpenAPI documents, error mapping, request log.
 //!
-//! PROTOCOLS.md, "Funding: bank to center", is the specification; the JSON bodies and the
-//! token layout come from `valuecard_protocol`.
+//! PROTOCOLS.md, "Funding: bank to center" and "Units between center and card", is the
+//! specification; the JSON bodies and the token layout come from `valuecard_protocol`, the
+//! card's signed messages from `apdu_spec::units`.
 
+pub mod admin;
 pub mod arbiter;
 pub mod bank;
 pub mod center;

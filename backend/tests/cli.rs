@@ -65,6 +65,18 @@ fn stop(mut child: Child, mut stdout: BufReader<std::process::ChildStdout>) -> S
     stderr
 }
 
+/// The status of an admin request to the center: a ticket for a card that does not exist
+/// (404 once the token passes, 401 before).
+fn issue_ticket(agent: &ureq::Agent, url: &str, token: &str) -> u16 {
+    agent
+        .post(format!("{url}/center/v1/tickets"))
+        .header("Authorization", format!("Bearer {token}"))
+        .send_json(serde_json::json!({ "card_id": "00".repeat(32), "asset": "CONCERT" }))
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 #[test]
 fn all_in_one_serves_both_prefixes_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,6 +115,13 @@ fn all_in_one_serves_both_prefixes_and_stops_on_sigterm() {
         .send_json(serde_json::json!({ "credential": "correct horse battery" }))
         .unwrap();
     assert_eq!(opened.status().as_u16(), 200);
+    // The center's admin routes take the same token.
+    assert_eq!(
+        issue_ticket(&agent, &url, "s3cret-admin"),
+        404,
+        "unknown_card"
+    );
+    assert_eq!(issue_ticket(&agent, &url, "wrong"), 401);
     let stderr = stop(child, stdout);
     for f in ["bank.sqlite", "center.sqlite", "arbiter.sqlite"] {
         assert!(db.join(f).exists(), "{f}");
@@ -173,7 +192,7 @@ fn a_role_alone_serves_only_its_prefix() {
             .unwrap()
             .verifying_key(),
     ));
-    let c = command(&[
+    let mut c = command(&[
         "center",
         "--listen",
         "127.0.0.1:0",
@@ -184,6 +203,7 @@ fn a_role_alone_serves_only_its_prefix() {
         "--arbiter-public-key",
         &key,
     ]);
+    c.env("VALUECARD_ADMIN_TOKEN", "tok");
     let (child, url, stdout) = start(c);
     let info: CenterInfo = agent
         .get(format!("{url}/center/v1/info"))
@@ -193,6 +213,8 @@ fn a_role_alone_serves_only_its_prefix() {
         .read_json()
         .unwrap();
     assert_eq!(hex::encode(info.bank_public_key), key);
+    assert_eq!(issue_ticket(&agent, &url, "tok"), 404, "unknown_card");
+    assert_eq!(issue_ticket(&agent, &url, "wrong"), 401);
     assert_eq!(
         agent
             .get(format!("{url}/bank/v1/keys"))
@@ -205,6 +227,9 @@ fn a_role_alone_serves_only_its_prefix() {
     stop(child, stdout);
 }
 
+/// A valid compressed P-256 public key (the generator point), hex.
+const KEY: &str = "036b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296";
+
 #[test]
 fn missing_configuration_is_a_clear_error() {
     for (args, expected) in [
@@ -214,6 +239,19 @@ fn missing_configuration_is_a_clear_error() {
         (
             &["center", "--db", ":memory:", "--bank-public-key", "zz"][..],
             "--bank-public-key",
+        ),
+        // The center has admin routes too (tickets).
+        (
+            &[
+                "center",
+                "--db",
+                ":memory:",
+                "--bank-public-key",
+                KEY,
+                "--arbiter-public-key",
+                KEY,
+            ][..],
+            "VALUECARD_ADMIN_TOKEN",
         ),
     ] {
         let out = command(args).output().unwrap();

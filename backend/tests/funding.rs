@@ -186,18 +186,6 @@ fn concurrent_redemptions_of_one_token_credit_once() {
     assert_eq!(w.dumps().1["redemptions"].len(), 1);
 }
 
-/// Runs `request`, checks its error code, and checks that neither database changed.
-#[track_caller]
-fn refused<T: std::fmt::Debug>(w: &World, code: ErrorCode, request: impl FnOnce() -> Answer<T>) {
-    let before = w.dumps();
-    request().expect_code(code);
-    assert_eq!(
-        w.dumps(),
-        before,
-        "a refused request ({code}) changed a database"
-    );
-}
-
 #[test]
 fn refused_requests_change_nothing() {
     let w = World::new(&[256, 32]);

@@ -28,6 +28,11 @@ const CENTER_ROUTES: &[(&str, &str)] = &[
     ("post", "/center/v1/bank-keys"),
     ("post", "/center/v1/redemptions"),
     ("post", "/center/v1/balance"),
+    ("post", "/center/v1/loads"),
+    ("post", "/center/v1/load-cancellations"),
+    ("post", "/center/v1/unloads"),
+    ("post", "/center/v1/tickets"),
+    ("post", "/center/v1/ledger"),
     ("get", "/center/openapi.json"),
     ("get", "/healthz"),
 ];
@@ -79,6 +84,20 @@ fn documents_list_exactly_the_routes() {
                 "Redemption",
                 "RegisterRequest",
                 "ErrorBody",
+                "LoadOrder",
+                "LoadAuthorisation",
+                "LoadCancellation",
+                "CancelAcknowledgement",
+                "CancelOutcome",
+                "UnloadOrder",
+                "UnloadAcknowledgement",
+                "TicketIssueRequest",
+                "IssuedTicket",
+                "LedgerRequest",
+                "CardLedger",
+                "LedgerEntry",
+                "LedgerKind",
+                "LedgerTotals",
             ][..],
         ),
     ] {
@@ -90,6 +109,93 @@ fn documents_list_exactly_the_routes() {
         }
     }
     assert!(bank["components"]["securitySchemes"].get("admin").is_some());
+    assert!(
+        center["components"]["securitySchemes"]
+            .get("admin")
+            .is_some()
+    );
+    // The admin routes say so, and every error code a route can answer is documented.
+    assert_eq!(
+        center["paths"]["/center/v1/tickets"]["post"]["security"],
+        serde_json::json!([{ "admin": [] }])
+    );
+    for (path, codes) in [
+        (
+            "/center/v1/loads",
+            &[
+                "malformed_request",
+                "invalid_field",
+                "unknown_card",
+                "unknown_ticket",
+                "load_cancelled",
+                "conflict",
+                "bad_signature",
+                "certificate_expired",
+                "insufficient_funds",
+            ][..],
+        ),
+        (
+            "/center/v1/load-cancellations",
+            &[
+                "malformed_request",
+                "invalid_field",
+                "unknown_card",
+                "conflict",
+                "bad_signature",
+            ][..],
+        ),
+        (
+            "/center/v1/unloads",
+            &[
+                "malformed_request",
+                "invalid_field",
+                "unknown_card",
+                "conflict",
+                "bad_signature",
+            ][..],
+        ),
+        (
+            "/center/v1/tickets",
+            &[
+                "malformed_request",
+                "invalid_field",
+                "admin_unauthorized",
+                "unknown_card",
+                "conflict",
+            ][..],
+        ),
+        (
+            "/center/v1/ledger",
+            &[
+                "malformed_request",
+                "admin_unauthorized",
+                "unknown_card",
+                "bad_challenge",
+                "bad_signature",
+            ][..],
+        ),
+    ] {
+        let responses = center["paths"][path]["post"]["responses"]
+            .as_object()
+            .unwrap();
+        for code in codes {
+            let status = code_status(code).to_string();
+            let description = responses
+                .get(&status)
+                .and_then(|r| r["description"].as_str())
+                .unwrap_or_else(|| panic!("{path}: no {status} answer for {code}"));
+            assert!(
+                description.contains(code),
+                "{path}: {status} does not name {code}: {description}"
+            );
+        }
+    }
+}
+
+/// The HTTP status of an error code, by its name.
+fn code_status(name: &str) -> u16 {
+    let code: ErrorCode = serde_json::from_value(serde_json::json!(name)).unwrap();
+    code.http_status()
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
+use apdu_spec::units::UnitMessage;
 use common::*;
 use p256::ecdsa::SigningKey;
 use p256::elliptic_curve::Generate;
@@ -32,13 +33,17 @@ fn applying_migrations_twice_is_a_no_op() {
         for file in [":memory:".to_owned(), path(&dir, &format!("{role}.sqlite"))] {
             let db = Database::open_sqlite(&file, role, migrations).unwrap();
             let before = db.dump().unwrap();
-            assert_eq!(
-                before["schema_migrations"],
-                vec![vec![
-                    Value::Int(1),
-                    Value::Text(format!("{role}/0001_init"))
-                ]]
-            );
+            let recorded: Vec<Vec<Value>> = migrations
+                .iter()
+                .map(|m| {
+                    vec![
+                        Value::Int(m.version),
+                        Value::Text(format!("{role}/{}", m.name)),
+                    ]
+                })
+                .collect();
+            assert_eq!(before["schema_migrations"], recorded);
+            assert_eq!(recorded[0][1], Value::Text(format!("{role}/0001_init")));
             db.migrate(role, migrations).unwrap();
             assert_eq!(db.dump().unwrap(), before);
             drop(db);
@@ -71,6 +76,7 @@ fn file_databases_reopen_with_state_intact() {
                 bank_public_key: bank_key,
                 arbiter_public_key: arbiter_key,
             },
+            ADMIN,
         )
         .unwrap()
     };
@@ -291,5 +297,350 @@ fn racing_key_generation_ends_with_one_key() {
     assert_eq!(
         banks[0].database().dump().unwrap()["denomination_keys"].len(),
         1
+    );
+}
+
+fn units_balance(db: &Database, card_id: [u8; 32]) -> i64 {
+    db.transaction(|tx| {
+        tx.query_opt(
+            "SELECT balance FROM unit_accounts WHERE card_id = ?1",
+            &[card_id.into()],
+        )
+    })
+    .unwrap()
+    .unwrap()
+    .i64(0)
+    .unwrap()
+}
+
+const INSERT_LOAD: &str = "INSERT INTO loads
+    (card_id, counter, request, signature, kind, asset, amount, serial, authorisation, day)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+const INSERT_CANCELLATION: &str = "INSERT INTO load_cancellations
+    (card_id, counter, request, signature, outcome, acknowledgement, day)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_UNLOAD: &str = "INSERT INTO unloads
+    (card_id, counter, receipt, signature, asset, amount, acknowledgement, day)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// A `loads` row as the code writes it, for `value` under `counter` (signatures made up:
+/// SQL cannot check them).
+fn load_row(card_id: [u8; 32], counter: u32, value: UnitValue) -> Vec<Value> {
+    let request = UnitMessage {
+        card_id,
+        counter,
+        value: value.clone(),
+    }
+    .encode_load();
+    let (kind, amount, serial) = match &value {
+        UnitValue::Asset { amount, .. } => ("asset", Value::Int(*amount as i64), Value::Null),
+        UnitValue::Ticket { serial, .. } => ("ticket", Value::Null, Value::Blob(serial.clone())),
+    };
+    vec![
+        Value::Blob(card_id.to_vec()),
+        Value::Int(counter.into()),
+        Value::Blob(request),
+        Value::Blob(vec![1; 64]),
+        Value::Text(kind.into()),
+        Value::Text(value.code().into()),
+        amount,
+        serial,
+        Value::Blob(vec![2; 64]),
+        Value::Int(0),
+    ]
+}
+
+fn cancellation_row(
+    card_id: [u8; 32],
+    counter: u32,
+    value: UnitValue,
+    outcome: &str,
+) -> Vec<Value> {
+    let request = UnitMessage {
+        card_id,
+        counter,
+        value,
+    }
+    .encode_load();
+    vec![
+        Value::Blob(card_id.to_vec()),
+        Value::Int(counter.into()),
+        Value::Blob(request),
+        Value::Blob(vec![1; 64]),
+        Value::Text(outcome.into()),
+        Value::Blob(vec![2; 64]),
+        Value::Int(0),
+    ]
+}
+
+fn unload_row(card_id: [u8; 32], counter: u32, code: &str, amount: u64) -> Vec<Value> {
+    let value = UnitValue::Asset {
+        code: code.into(),
+        amount,
+    };
+    let receipt = UnitMessage {
+        card_id,
+        counter,
+        value,
+    }
+    .encode_unload();
+    vec![
+        Value::Blob(card_id.to_vec()),
+        Value::Int(counter.into()),
+        Value::Blob(receipt),
+        Value::Blob(vec![1; 64]),
+        Value::Text(code.into()),
+        Value::Int(amount as i64),
+        Value::Blob(vec![2; 64]),
+        Value::Int(0),
+    ]
+}
+
+#[test]
+fn the_schema_keeps_the_unit_ledger_by_itself() {
+    let w = World::new(&[32]);
+    let account = w.open_account(100);
+    let (card, card_id) = w.funded_card(&account, &[32]);
+    let (_, other_id) = w.new_card();
+    // Through the code: counter 0 loads 10 units, counter 1 the ticket A1, counter 2 loads
+    // 5 and is refunded, counter 7 is voided; unload counter 0 brings 3 back.
+    w.load(&load_order(&card, 0, jpy(10))).unwrap();
+    for (owner, serial) in [(card_id, b"A1"), (other_id, b"B1")] {
+        w.issue_ticket(
+            ADMIN,
+            &TicketIssueRequest {
+                card_id: owner,
+                asset: "CONCERT".into(),
+                serial: Some(serial.to_vec()),
+            },
+        )
+        .unwrap();
+    }
+    w.load(&load_order(&card, 1, ticket("CONCERT", b"A1")))
+        .unwrap();
+    let refunded = load_order(&card, 2, jpy(5));
+    w.load(&refunded).unwrap();
+    let ack = w.cancel(&cancellation(&card, &refunded.request)).unwrap();
+    assert_eq!(ack.outcome, CancelOutcome::Refunded);
+    let voided = load_order(&card, 7, jpy(1));
+    let ack = w.cancel(&cancellation(&card, &voided.request)).unwrap();
+    assert_eq!(ack.outcome, CancelOutcome::Voided);
+    w.unload(&unload_order(&card, 0, 3)).unwrap();
+    let center = w.center.database();
+    assert_eq!(units_balance(center, card_id), 25);
+    let row = |sql: &str| {
+        center
+            .transaction(|tx| tx.query(sql, &[]))
+            .unwrap()
+            .remove(0)
+            .0
+    };
+
+    // A second load of a (card, counter), with the same bytes or others.
+    let loaded = row(
+        "SELECT card_id, counter, request, signature, kind, asset, amount, serial, authorisation, day FROM loads WHERE counter = 0",
+    );
+    assert_eq!(loaded, {
+        let mut expected = load_row(card_id, 0, jpy(10));
+        expected[3] = loaded[3].clone();
+        expected[8] = loaded[8].clone();
+        expected[9] = loaded[9].clone();
+        expected
+    });
+    assert_eq!(
+        refused_by(center, INSERT_LOAD, &loaded),
+        Some(Constraint::Unique)
+    );
+    assert_eq!(
+        refused_by(center, INSERT_LOAD, &load_row(card_id, 0, jpy(1))),
+        Some(Constraint::Unique)
+    );
+    // An overdraw: 26 of 25.
+    assert_eq!(
+        refused_by(center, INSERT_LOAD, &load_row(card_id, 3, jpy(26))),
+        Some(Constraint::Check)
+    );
+    // A load of a cancelled request: voided, or refunded already.
+    assert_eq!(
+        refused_by(center, INSERT_LOAD, &load_row(card_id, 7, jpy(1))),
+        Some(Constraint::Other)
+    );
+    assert!(refused_by(center, INSERT_LOAD, &load_row(card_id, 2, jpy(5))).is_some());
+    // A row that does not say what its signed request says.
+    let mut more = load_row(card_id, 3, jpy(1));
+    more[6] = Value::Int(2);
+    assert_eq!(
+        refused_by(center, INSERT_LOAD, &more),
+        Some(Constraint::Check)
+    );
+    let mut elsewhere = load_row(card_id, 3, jpy(1));
+    elsewhere[0] = Value::Blob(other_id.to_vec());
+    assert_eq!(
+        refused_by(center, INSERT_LOAD, &elsewhere),
+        Some(Constraint::Check)
+    );
+    let mut later = load_row(card_id, 3, jpy(1));
+    later[1] = Value::Int(4);
+    assert_eq!(
+        refused_by(center, INSERT_LOAD, &later),
+        Some(Constraint::Check)
+    );
+    let mut priced = load_row(card_id, 3, ticket("CONCERT", b"A1"));
+    priced[6] = Value::Int(1);
+    assert_eq!(
+        refused_by(center, INSERT_LOAD, &priced),
+        Some(Constraint::Check)
+    );
+    let mut free = load_row(card_id, 3, jpy(1));
+    free[6] = Value::Null;
+    assert_eq!(
+        refused_by(center, INSERT_LOAD, &free),
+        Some(Constraint::Check)
+    );
+    // Units of an asset the card has no account for.
+    let usd = UnitValue::Asset {
+        code: "USD".into(),
+        amount: 1,
+    };
+    assert_eq!(
+        refused_by(center, INSERT_LOAD, &load_row(card_id, 3, usd)),
+        Some(Constraint::Other)
+    );
+    // A ticket delivered twice, and another card's ticket.
+    assert_eq!(
+        refused_by(
+            center,
+            INSERT_LOAD,
+            &load_row(card_id, 3, ticket("CONCERT", b"A1"))
+        ),
+        Some(Constraint::Other)
+    );
+    assert_eq!(
+        refused_by(
+            center,
+            INSERT_LOAD,
+            &load_row(card_id, 3, ticket("CONCERT", b"B1"))
+        ),
+        Some(Constraint::Other)
+    );
+
+    // A refund without a load, or of another request than the one loaded.
+    assert_eq!(
+        refused_by(
+            center,
+            INSERT_CANCELLATION,
+            &cancellation_row(card_id, 3, jpy(5), "refunded")
+        ),
+        Some(Constraint::Other)
+    );
+    assert_eq!(
+        refused_by(
+            center,
+            INSERT_CANCELLATION,
+            &cancellation_row(card_id, 0, jpy(9), "refunded")
+        ),
+        Some(Constraint::Other)
+    );
+    // A second refund.
+    assert_eq!(
+        refused_by(
+            center,
+            INSERT_CANCELLATION,
+            &cancellation_row(card_id, 2, jpy(5), "refunded")
+        ),
+        Some(Constraint::Unique)
+    );
+    // Voided, while the request was loaded.
+    assert_eq!(
+        refused_by(
+            center,
+            INSERT_CANCELLATION,
+            &cancellation_row(card_id, 0, jpy(10), "voided")
+        ),
+        Some(Constraint::Other)
+    );
+    // A second credit of an unload counter, and units without an account.
+    assert_eq!(
+        refused_by(center, INSERT_UNLOAD, &unload_row(card_id, 0, "JPY", 3)),
+        Some(Constraint::Unique)
+    );
+    assert_eq!(
+        refused_by(center, INSERT_UNLOAD, &unload_row(card_id, 1, "USD", 3)),
+        Some(Constraint::ForeignKey)
+    );
+    let mut inflated = unload_row(card_id, 1, "JPY", 3);
+    inflated[5] = Value::Int(300);
+    assert_eq!(
+        refused_by(center, INSERT_UNLOAD, &inflated),
+        Some(Constraint::Check)
+    );
+
+    // Ledger rows never change nor go away.
+    for table in ["loads", "load_cancellations", "unloads"] {
+        assert_eq!(
+            refused_by(center, &format!("UPDATE {table} SET day = day + 1"), &[]),
+            Some(Constraint::Other),
+            "{table}"
+        );
+        assert_eq!(
+            refused_by(center, &format!("DELETE FROM {table}"), &[]),
+            Some(Constraint::Other),
+            "{table}"
+        );
+    }
+    // Tickets: never deleted; only their delivery changes, and only with a load or refund.
+    for sql in [
+        "DELETE FROM tickets",
+        "UPDATE tickets SET card_id = (SELECT card_id FROM tickets WHERE serial = x'4231') WHERE serial = x'4131'",
+        "UPDATE tickets SET delivery_counter = NULL WHERE serial = x'4131'",
+        "UPDATE tickets SET delivery_counter = 1 WHERE serial = x'4231'",
+        "UPDATE tickets SET delivery_counter = 0 WHERE serial = x'4131'",
+    ] {
+        assert_eq!(
+            refused_by(center, sql, &[]),
+            Some(Constraint::Other),
+            "{sql}"
+        );
+    }
+    // A ticket with the code of the card's units.
+    assert_eq!(
+        refused_by(
+            center,
+            "INSERT INTO tickets (asset, serial, card_id, signature, issued_day) VALUES ('JPY', x'01', ?1, ?2, 0)",
+            &[Value::Blob(card_id.to_vec()), Value::Blob(vec![3; 64])]
+        ),
+        Some(Constraint::Other)
+    );
+    assert_eq!(units_balance(center, card_id), 25);
+
+    // And what is right passes: a load that fits the balance debits it, its refund credits
+    // it back, and a refunded ticket can be delivered again.
+    center
+        .transaction(|tx| tx.execute(INSERT_LOAD, &load_row(card_id, 3, jpy(25))))
+        .unwrap();
+    assert_eq!(units_balance(center, card_id), 0);
+    center
+        .transaction(|tx| {
+            tx.execute(
+                INSERT_CANCELLATION,
+                &cancellation_row(card_id, 3, jpy(25), "refunded"),
+            )
+        })
+        .unwrap();
+    assert_eq!(units_balance(center, card_id), 25);
+    center
+        .transaction(|tx| {
+            tx.execute(
+                INSERT_CANCELLATION,
+                &cancellation_row(card_id, 1, ticket("CONCERT", b"A1"), "refunded"),
+            )
+        })
+        .unwrap();
+    center
+        .transaction(|tx| tx.execute(INSERT_LOAD, &load_row(card_id, 4, ticket("CONCERT", b"A1"))))
+        .unwrap();
+    assert_eq!(
+        row("SELECT delivery_counter FROM tickets WHERE serial = x'4131'"),
+        vec![Value::Int(4)]
     );
 }

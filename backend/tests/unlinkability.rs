@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 
 use common::*;
 use valuecard_backend::db::{Dump, Value};
+use valuecard_protocol::api::TicketIssueRequest;
 use valuecard_protocol::keylist::KeyList;
 
 const MIN_LEN: usize = 8;
@@ -153,9 +154,44 @@ fn bank_and_center_share_nothing_but_the_public_keys() {
     let debited: u64 = accounts.iter().map(|a| 200 - w.account_balance(a)).sum();
     assert_eq!(total, debited);
 
+    // Units between center and card fill the center's other tables: a load, a load
+    // cancelled after it was authorised and one before, an unload, and a ticket loaded.
+    for (i, (card, card_id)) in cards.iter().enumerate() {
+        w.load(&load_order(card, 0, jpy(5))).unwrap();
+        let refunded = load_order(card, 1, jpy(3));
+        w.load(&refunded).unwrap();
+        w.cancel(&cancellation(card, &refunded.request)).unwrap();
+        w.cancel(&cancellation(card, &load_order(card, 2, jpy(1)).request))
+            .unwrap();
+        w.unload(&unload_order(card, 0, 4)).unwrap();
+        let issued = w
+            .issue_ticket(
+                ADMIN,
+                &TicketIssueRequest {
+                    card_id: *card_id,
+                    asset: "CONCERT".into(),
+                    serial: None,
+                },
+            )
+            .unwrap();
+        w.load(&load_order(card, 3, ticket("CONCERT", &issued.serial)))
+            .unwrap();
+        w.clock.advance(13 + i as u64);
+    }
+    let after: u64 = cards.iter().map(|(card, _)| w.card_balance(card)).sum();
+    assert_eq!(after, total - 3);
+
     let (bank, center) = w.dumps();
     assert_eq!(bank["withdrawals"].len(), 9);
     assert_eq!(center["redemptions"].len(), 9);
+    for (table, rows) in [
+        ("loads", 9),
+        ("load_cancellations", 6),
+        ("unloads", 3),
+        ("tickets", 3),
+    ] {
+        assert_eq!(center[table].len(), rows, "{table}");
+    }
     assert!(
         center["challenges"].is_empty(),
         "used challenges are deleted"

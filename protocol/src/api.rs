@@ -260,3 +260,264 @@ pub struct UnitAccount {
     pub asset: String,
     pub balance: u64,
 }
+
+// ---- units between center and card -----------------------------------------------------
+//
+// The card signs its load requests, cancellations and unload receipts (apdu-spec `units`):
+// the center takes them exactly as the card answered them, bytes in hex, and answers with
+// the issuer's signatures that the card checks in LOAD APPLY and UNLOAD ACK.
+
+/// What a load or an unload moves: `{"kind": "asset", "code": "JPY", "amount": 200}` or
+/// `{"kind": "ticket", "code": "CONCERT", "serial": "0a1b..."}`.
+pub use apdu_spec::units::UnitValue;
+
+/// `POST /center/v1/loads`: a card's signed load request. The center debits the card's unit
+/// account (or reserves the ticket) once per (card id, counter); the same request again
+/// returns the same authorisation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadOrder {
+    /// The card's `E7` load request, hex, exactly as LOAD REQUEST answered it (the canonical
+    /// encoding of `apdu_spec::units::UnitMessage::encode_load`; any other is refused).
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub request: Vec<u8>,
+    /// The card's signature over it (`valuecard/load-request/v1`), r || s (64 bytes), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub signature: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LoadAuthorisation {
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub card_id: [u8; 32],
+    pub counter: u32,
+    #[schema(value_type = Object)]
+    pub value: UnitValue,
+    /// The issuer's signature over the request (`valuecard/load-auth/v1`): the body of LOAD
+    /// APPLY.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub authorisation: [u8; 64],
+    /// For a ticket: the issuer's signature on the ticket for this card.
+    #[serde(default, with = "hex_opt", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub ticket_signature: Option<[u8; 64]>,
+    /// True when this request had been authorised before: nothing more was debited.
+    pub replayed: bool,
+}
+
+/// `POST /center/v1/load-cancellations`: a card's signed cancellation of a load request. The
+/// request can never be authorised afterwards; what it debited is refunded, once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadCancellation {
+    /// The cancelled `E7` load request, hex, in the same canonical encoding as a load.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub request: Vec<u8>,
+    /// The card's signature over it (`valuecard/load-cancel/v1`), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub signature: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// The request had been authorised (debited): its value went back to the unit account.
+    Refunded,
+    /// The center had never authorised the request: nothing to refund, and now it never will.
+    Voided,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CancelAcknowledgement {
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub card_id: [u8; 32],
+    pub counter: u32,
+    #[schema(value_type = Object)]
+    pub value: UnitValue,
+    pub outcome: CancelOutcome,
+    /// The issuer's signature over the request (`valuecard/load-cancel-ack/v1`): the body of
+    /// UNLOAD ACK with P1 02.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub acknowledgement: [u8; 64],
+    pub replayed: bool,
+}
+
+/// `POST /center/v1/unloads`: a card's signed unload receipt. The center credits the unit
+/// account once per (card id, counter).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnloadOrder {
+    /// The card's `E8` unload receipt, hex, exactly as UNLOAD answered it (the canonical
+    /// encoding of `UnitMessage::encode_unload`; units only, never a ticket).
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub receipt: Vec<u8>,
+    /// The card's signature over it (`valuecard/unload/v1`), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub signature: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UnloadAcknowledgement {
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub card_id: [u8; 32],
+    pub counter: u32,
+    #[schema(value_type = Object)]
+    pub value: UnitValue,
+    /// The issuer's signature over the receipt (`valuecard/unload-ack/v1`): the body of
+    /// UNLOAD ACK with P1 01.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub acknowledgement: [u8; 64],
+    pub replayed: bool,
+}
+
+/// `POST /center/v1/tickets` (admin): issue a ticket to a card. The card takes it with a
+/// load request for this asset code and serial.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketIssueRequest {
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub card_id: [u8; 32],
+    /// The ticket's asset code (1 to 8 printable ASCII characters), e.g. `CONCERT`.
+    pub asset: String,
+    /// 1 to 32 bytes, hex; the center picks 16 random bytes when left out. The same asset and
+    /// serial again for the same card returns the first ticket.
+    #[serde(default, with = "hex_vec_opt", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub serial: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IssuedTicket {
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub card_id: [u8; 32],
+    pub asset: String,
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub serial: Vec<u8>,
+    /// The issuer's signature on (asset, serial, card id) (`valuecard/ticket/v1`).
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub signature: [u8; 64],
+    /// Whether a load request has taken it (and was not cancelled).
+    pub delivered: bool,
+    pub replayed: bool,
+}
+
+/// `POST /center/v1/ledger`: a card's unit accounts, its ledger and its tickets. Either a
+/// fresh balance challenge signed by the card, or the admin credential (`Authorization:
+/// Bearer`; the proof is then not looked at). Without either: `admin_unauthorized`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerRequest {
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub card_id: [u8; 32],
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<CardProof>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerKind {
+    /// A token redeemed: units in.
+    Redeem,
+    /// A load authorised: units out to the card (or a ticket handed to it).
+    Load,
+    /// A cancelled load refunded: units back in (or the ticket free again).
+    Refund,
+    /// An unload receipt: units back in from the card.
+    Unload,
+    /// A ticket issued to the card by the center.
+    TicketIssued,
+}
+
+/// One line of a card's ledger at the center. Times are days (Unix time / 86400): the
+/// center keeps nothing finer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LedgerEntry {
+    pub day: u64,
+    pub kind: LedgerKind,
+    /// The card's load or unload counter, for loads, refunds and unloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<u32>,
+    #[schema(value_type = Object)]
+    pub value: UnitValue,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LedgerTotals {
+    pub redeemed: u64,
+    pub loaded: u64,
+    pub refunded: u64,
+    pub unloaded: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CardLedger {
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub card_id: [u8; 32],
+    pub accounts: Vec<UnitAccount>,
+    /// Sums over the entries in units of the center's currency: the balance is
+    /// redeemed − loaded + refunded + unloaded.
+    pub totals: LedgerTotals,
+    /// The value movements, by day (within a day: redemptions, tickets issued, loads,
+    /// refunds, unloads, each by counter). A voided cancellation moved nothing and is not
+    /// an entry.
+    pub entries: Vec<LedgerEntry>,
+    /// Tickets issued to the card, delivered or not.
+    pub tickets: Vec<IssuedTicket>,
+}
+
+/// Optional fixed-size byte arrays as hex.
+mod hex_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<[u8; 64]>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(bytes) => s.serialize_str(&hex::encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 64]>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let mut out = [0u8; 64];
+        hex::decode_to_slice(&text, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(Some(out))
+    }
+}
+
+/// Optional byte strings as hex.
+mod hex_vec_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(bytes) => s.serialize_str(&hex::encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| hex::decode(text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

@@ -34,6 +34,12 @@ pub enum ErrorCode {
     UnknownCard,
     /// The card is already registered with another certificate request it cannot repeat.
     AlreadyRegistered,
+    /// The load request was cancelled by the card: it can never be authorised.
+    LoadCancelled,
+    /// No ticket with this asset and serial was issued to this card.
+    UnknownTicket,
+    /// The card's certificate is outside its validity.
+    CertificateExpired,
     NotFound,
     MethodNotAllowed,
     /// A fault on the server; nothing was changed.
@@ -46,11 +52,12 @@ impl ErrorCode {
         match self {
             MalformedRequest | InvalidField => 400,
             AdminUnauthorized | BadCredential => 401,
-            UnknownAccount | UnknownKey | UnknownCard | NotFound => 404,
+            UnknownAccount | UnknownKey | UnknownCard | UnknownTicket | NotFound => 404,
             MethodNotAllowed => 405,
-            Conflict | AlreadyRegistered => 409,
+            Conflict | AlreadyRegistered | LoadCancelled => 409,
             BodyTooLarge => 413,
-            InsufficientFunds | KeyExpired | AmountMismatch | BadChallenge | BadSignature => 422,
+            InsufficientFunds | KeyExpired | AmountMismatch | BadChallenge | BadSignature
+            | CertificateExpired => 422,
             Internal => 500,
         }
     }
@@ -73,6 +80,9 @@ impl ErrorCode {
             BadSignature => "bad_signature",
             UnknownCard => "unknown_card",
             AlreadyRegistered => "already_registered",
+            LoadCancelled => "load_cancelled",
+            UnknownTicket => "unknown_ticket",
+            CertificateExpired => "certificate_expired",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             Internal => "internal",

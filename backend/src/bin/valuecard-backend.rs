@@ -22,7 +22,7 @@ const ADMIN_TOKEN_ENV: &str = "VALUECARD_ADMIN_TOKEN";
 enum Role {
     /// Accounts, denomination keys and withdrawals (routes under /bank).
     Bank,
-    /// Card registration and redemptions (routes under /center).
+    /// Card registration, redemptions, loads, unloads and tickets (routes under /center).
     Center,
     /// The bank and the center in one process, with the arbiter's key.
     All,
@@ -43,7 +43,8 @@ enum Role {
 ///
 ///   valuecard-backend bank --db bank.sqlite --admin-token-file /run/secrets/admin
 ///
-///   valuecard-backend center --db center.sqlite --bank-public-key 02ab... --arbiter-public-key 03cd...
+///   valuecard-backend center --db center.sqlite --admin-token-file /run/secrets/admin \
+///       --bank-public-key 02ab... --arbiter-public-key 03cd...
 #[derive(Debug, Parser)]
 #[command(name = "valuecard-backend", version, verbatim_doc_comment)]
 struct Cli {
@@ -61,9 +62,9 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     db: PathBuf,
 
-    /// File holding the admin token for the bank's admin routes (`Authorization: Bearer
-    /// <token>`). Without it, the token is read from the environment variable
-    /// VALUECARD_ADMIN_TOKEN. Required for `bank` and `all`.
+    /// File holding the admin token for the admin routes of the bank and the center
+    /// (`Authorization: Bearer <token>`; `all` gives both the same one). Without it, the
+    /// token is read from the environment variable VALUECARD_ADMIN_TOKEN. Required.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
 
@@ -116,7 +117,7 @@ fn admin_token(cli: &Cli) -> Result<String, String> {
         Some(file) => std::fs::read_to_string(file)
             .map_err(|e| format!("cannot read the admin token file {}: {e}", file.display()))?,
         None => std::env::var(ADMIN_TOKEN_ENV).map_err(|_| {
-            format!("the bank needs an admin token: give --admin-token-file FILE or set {ADMIN_TOKEN_ENV}")
+            format!("the admin routes need an admin token: give --admin-token-file FILE or set {ADMIN_TOKEN_ENV}")
         })?,
     };
     let token = token.trim().to_owned();
@@ -175,7 +176,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     "--arbiter-public-key",
                 )?,
             };
-            let center = Center::open(&db_path(&cli.db)?, clock, config)?;
+            let center = Center::open(&db_path(&cli.db)?, clock, config, &admin_token(&cli)?)?;
             keys_to_log.push(("issuer", hex::encode(center.issuer_public_key())));
             Roles {
                 bank: None,
@@ -196,19 +197,15 @@ fn run(cli: Cli) -> Result<(), String> {
             if dir != ":memory:" {
                 std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
             }
-            let bank = Bank::open(
-                &path("bank.sqlite")?,
-                clock.clone(),
-                bank_config(),
-                &admin_token(&cli)?,
-            )?;
+            let admin = admin_token(&cli)?;
+            let bank = Bank::open(&path("bank.sqlite")?, clock.clone(), bank_config(), &admin)?;
             let arbiter = Arbiter::open(&path("arbiter.sqlite")?).map_err(|e| e.to_string())?;
             let config = CenterConfig {
                 currency: cli.currency.clone(),
                 bank_public_key: *bank.verifying_key(),
                 arbiter_public_key: *arbiter.public_key(),
             };
-            let center = Center::open(&path("center.sqlite")?, clock, config)?;
+            let center = Center::open(&path("center.sqlite")?, clock, config, &admin)?;
             keys_to_log.push(("bank", hex::encode(bank.public_key())));
             keys_to_log.push(("issuer", hex::encode(center.issuer_public_key())));
             keys_to_log.push((

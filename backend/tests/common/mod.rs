@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use apdu_spec::cert::encode_public_key;
+use apdu_spec::units::{self, UnitMessage, domains};
 use valuecard_backend::bank::{Bank, BankConfig};
 use valuecard_backend::center::{Center, CenterConfig};
 use valuecard_backend::clock::ManualClock;
@@ -105,6 +106,7 @@ impl World {
                     bank_public_key: *bank.verifying_key(),
                     arbiter_public_key: *arbiter.verifying_key(),
                 },
+                ADMIN,
             )
             .unwrap(),
         );
@@ -310,6 +312,56 @@ impl World {
         balance.accounts[0].balance
     }
 
+    /// A proof over a fresh balance challenge, signed by `card`.
+    pub fn balance_proof(&self, card: &SigningKey) -> CardProof {
+        let challenge = self.challenge(ChallengePurpose::Balance);
+        CardProof {
+            challenge,
+            signature: apdu_spec::auth::sign(card, &challenge).to_vec(),
+        }
+    }
+
+    /// A new card, registered, with units redeemed from one token of each of `amounts`
+    /// (keys fetched at start), withdrawn from `account`.
+    pub fn funded_card(&self, account: &str, amounts: &[u64]) -> (SigningKey, [u8; 32]) {
+        let (card, card_id) = self.new_card();
+        for amount in amounts {
+            let token = self.token(account, &self.key(*amount), card_id);
+            assert!(!self.redeem(&token.redeem).unwrap().replayed);
+        }
+        assert_eq!(self.card_balance(&card), amounts.iter().sum::<u64>());
+        (card, card_id)
+    }
+
+    pub fn load(&self, order: &LoadOrder) -> Answer<LoadAuthorisation> {
+        self.post("/center/v1/loads", order)
+    }
+
+    pub fn cancel(&self, cancel: &LoadCancellation) -> Answer<CancelAcknowledgement> {
+        self.post("/center/v1/load-cancellations", cancel)
+    }
+
+    pub fn unload(&self, order: &UnloadOrder) -> Answer<UnloadAcknowledgement> {
+        self.post("/center/v1/unloads", order)
+    }
+
+    pub fn issue_ticket(&self, token: &str, req: &TicketIssueRequest) -> Answer<IssuedTicket> {
+        self.post_admin("/center/v1/tickets", token, req)
+    }
+
+    /// The card's ledger, read with a fresh balance challenge.
+    pub fn ledger(&self, card: &SigningKey) -> CardLedger {
+        let card_id = apdu_spec::card_id(&encode_public_key(card.verifying_key()));
+        self.post(
+            "/center/v1/ledger",
+            &LedgerRequest {
+                card_id,
+                proof: Some(self.balance_proof(card)),
+            },
+        )
+        .unwrap()
+    }
+
     pub fn withdraw(&self, req: &WithdrawRequest) -> Answer<WithdrawAnswer> {
         self.post("/bank/v1/withdrawals", req)
     }
@@ -391,4 +443,75 @@ impl Pending {
             redeem,
         }
     }
+}
+
+// ---- units between center and card ----------------------------------------------------
+
+pub fn jpy(amount: u64) -> UnitValue {
+    UnitValue::Asset {
+        code: "JPY".into(),
+        amount,
+    }
+}
+
+pub fn ticket(code: &str, serial: &[u8]) -> UnitValue {
+    UnitValue::Ticket {
+        code: code.into(),
+        serial: serial.to_vec(),
+    }
+}
+
+/// The card's load request for `value` under `counter` (E7), signed as LOAD REQUEST does.
+pub fn load_order(card: &SigningKey, counter: u32, value: UnitValue) -> LoadOrder {
+    let card_id = apdu_spec::card_id(&encode_public_key(card.verifying_key()));
+    let request = UnitMessage {
+        card_id,
+        counter,
+        value,
+    }
+    .encode_load();
+    LoadOrder {
+        signature: units::sign(card, domains::LOAD_REQUEST, &request).to_vec(),
+        request,
+    }
+}
+
+/// The card's cancellation of a load request, signed as LOAD CANCEL does.
+pub fn cancellation(card: &SigningKey, request: &[u8]) -> LoadCancellation {
+    LoadCancellation {
+        request: request.to_vec(),
+        signature: units::sign(card, domains::LOAD_CANCEL, request).to_vec(),
+    }
+}
+
+/// The card's unload receipt of `amount` JPY under `counter` (E8), signed as UNLOAD does.
+pub fn unload_order(card: &SigningKey, counter: u32, amount: u64) -> UnloadOrder {
+    let card_id = apdu_spec::card_id(&encode_public_key(card.verifying_key()));
+    let receipt = UnitMessage {
+        card_id,
+        counter,
+        value: jpy(amount),
+    }
+    .encode_unload();
+    UnloadOrder {
+        signature: units::sign(card, domains::UNLOAD, &receipt).to_vec(),
+        receipt,
+    }
+}
+
+/// Runs `request`, checks its error code and HTTP status, and checks that neither
+/// database changed.
+#[track_caller]
+pub fn refused<T: std::fmt::Debug>(
+    w: &World,
+    code: ErrorCode,
+    request: impl FnOnce() -> Answer<T>,
+) {
+    let before = w.dumps();
+    request().expect_code(code);
+    assert_eq!(
+        w.dumps(),
+        before,
+        "a refused request ({code}) changed a database"
+    );
 }

@@ -1,0 +1,739 @@
+//! Units between the center and a card (PROTOCOLS.md, "Units between center and card"):
+//! loads, their cancellations, unloads, tickets, and a card's ledger.
+//!
+//! The card signs its messages (apdu-spec `units`); the center takes them exactly as the
+//! card answered them and signs the same bytes back under its own domains. Every request
+//! runs its checks and writes in one transaction, is idempotent on the card's (card id,
+//! counter), and a refusal changes nothing. The balances move only in the schema's
+//! triggers (`migrations/sqlite/center/0002_units.sql`), which also refuse by themselves a
+//! second load of a counter, an overdraw, a load of a cancelled request, and a ticket
+//! delivered twice.
+//!
+//! A cancellation of a request the center never authorised is acknowledged as `voided`
+//! rather than refused: the card keeps its signed cancellation until the center
+//! acknowledges it, so the center must be able to answer it; and recording it makes sure
+//! that the request can never be authorised afterwards (a later load of it is
+//! `load_cancelled`). Only a `refunded` cancellation moves units.
+
+use p256::ecdsa::VerifyingKey;
+use rand::RngExt;
+
+use apdu_spec::cert::{Certificate, decode_public_key};
+use apdu_spec::units::{self, SIGNATURE_LEN, UnitError, UnitMessage, UnitValue, domains};
+use valuecard_protocol::ErrorCode;
+use valuecard_protocol::api::{
+    CancelAcknowledgement, CancelOutcome, CardLedger, ChallengePurpose, IssuedTicket, LedgerEntry,
+    LedgerKind, LedgerRequest, LedgerTotals, LoadAuthorisation, LoadCancellation, LoadOrder,
+    TicketIssueRequest, UnitAccount, UnloadAcknowledgement, UnloadOrder,
+};
+
+use super::{Center, consume_challenge, today, unknown_card};
+use crate::db::{Row, Tx, Value};
+use crate::error::{ApiError, ApiResult};
+
+/// The length of the serial the center picks when the admin gives none.
+pub const RANDOM_SERIAL_LEN: usize = 16;
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidField, message)
+}
+
+fn conflict(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::Conflict, message)
+}
+
+fn counter_value(counter: u32) -> Value {
+    Value::Int(i64::from(counter))
+}
+
+fn card_counter(card_id: &[u8; 32], counter: u32) -> String {
+    format!("card {} counter {counter}", hex::encode(card_id))
+}
+
+/// Decodes a load request, which must be in the canonical encoding the card makes
+/// (`UnitMessage::encode_load`): the schema reads its fields at fixed places, and one
+/// request has one byte string.
+fn decode_request(bytes: &[u8]) -> ApiResult<UnitMessage> {
+    let message = UnitMessage::decode_load(bytes)
+        .map_err(|e| invalid(format!("request: not a load request (E7): {e}")))?;
+    if message.encode_load() != bytes {
+        return Err(invalid(
+            "request: the E7 template is not in canonical encoding",
+        ));
+    }
+    Ok(message)
+}
+
+/// Decodes an unload receipt (units only, canonical encoding).
+fn decode_receipt(bytes: &[u8]) -> ApiResult<UnitMessage> {
+    let message = UnitMessage::decode_unload(bytes).map_err(|e| match e {
+        UnitError::TicketInReceipt => invalid("receipt: a ticket cannot be unloaded"),
+        e => invalid(format!("receipt: not an unload receipt (E8): {e}")),
+    })?;
+    if message.encode_unload() != bytes {
+        return Err(invalid(
+            "receipt: the E8 template is not in canonical encoding",
+        ));
+    }
+    Ok(message)
+}
+
+fn signature_bytes(signature: &[u8]) -> ApiResult<[u8; SIGNATURE_LEN]> {
+    signature.try_into().map_err(|_| {
+        invalid(format!(
+            "signature: must be {SIGNATURE_LEN} bytes (r || s), not {}",
+            signature.len()
+        ))
+    })
+}
+
+/// A registered card as the center keeps it.
+struct RegisteredCard {
+    key: VerifyingKey,
+    certificate: Vec<u8>,
+}
+
+impl RegisteredCard {
+    fn find(tx: &mut dyn Tx, card_id: &[u8; 32]) -> ApiResult<Self> {
+        let row = tx
+            .query_opt(
+                "SELECT public_key, certificate FROM cards WHERE card_id = ?1",
+                &[card_id.into()],
+            )?
+            .ok_or_else(|| unknown_card(card_id))?;
+        Ok(RegisteredCard {
+            key: decode_public_key(&row.blob(0)?)
+                .ok_or_else(|| ApiError::internal("a stored card key does not parse"))?,
+            certificate: row.blob(1)?,
+        })
+    }
+
+    /// Checks the card's signature over `message` under `domain`.
+    fn verify(&self, domain: &str, message: &[u8], signature: &[u8], what: &str) -> ApiResult<()> {
+        if units::verify(&self.key, domain, message, signature) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::BadSignature,
+                format!("the signature is not the card's over this {what} under {domain}"),
+            ))
+        }
+    }
+
+    /// The certificate the center issued must be within its validity at `now`.
+    fn check_certificate(&self, now: u64) -> ApiResult<()> {
+        let cert = Certificate::decode(&self.certificate)
+            .map_err(|_| ApiError::internal("a stored certificate does not parse"))?;
+        if now < cert.not_before || now > cert.not_after {
+            return Err(ApiError::new(
+                ErrorCode::CertificateExpired,
+                format!(
+                    "the card's certificate is valid from {} to {} (Unix time) only",
+                    cert.not_before, cert.not_after
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The value of a `loads` row: kind, asset, amount, serial from `first` on.
+fn load_value(row: &Row, first: usize) -> ApiResult<UnitValue> {
+    let code = row.text(first + 1)?;
+    match row.text(first)?.as_str() {
+        "asset" => Ok(UnitValue::Asset {
+            code,
+            amount: row.u64(first + 2)?,
+        }),
+        "ticket" => Ok(UnitValue::Ticket {
+            code,
+            serial: row.blob(first + 3)?,
+        }),
+        other => Err(ApiError::internal(format!("a load of kind {other:?}"))),
+    }
+}
+
+/// A column that may be NULL: `tickets.delivery_counter`.
+fn optional_counter(row: &Row, i: usize) -> ApiResult<Option<u32>> {
+    match row.0.get(i) {
+        Some(Value::Null) => Ok(None),
+        _ => stored_counter(row, i).map(Some),
+    }
+}
+
+fn stored_counter(row: &Row, i: usize) -> ApiResult<u32> {
+    u32::try_from(row.u64(i)?).map_err(|_| ApiError::internal("a stored counter is out of range"))
+}
+
+fn outcome_name(outcome: CancelOutcome) -> &'static str {
+    match outcome {
+        CancelOutcome::Refunded => "refunded",
+        CancelOutcome::Voided => "voided",
+    }
+}
+
+fn outcome_from(name: &str) -> ApiResult<CancelOutcome> {
+    match name {
+        "refunded" => Ok(CancelOutcome::Refunded),
+        "voided" => Ok(CancelOutcome::Voided),
+        other => Err(ApiError::internal(format!(
+            "a cancellation outcome {other:?}"
+        ))),
+    }
+}
+
+/// The order of a day's entries: what came in, then what went out and came back.
+fn kind_rank(kind: LedgerKind) -> u8 {
+    match kind {
+        LedgerKind::Redeem => 0,
+        LedgerKind::TicketIssued => 1,
+        LedgerKind::Load => 2,
+        LedgerKind::Refund => 3,
+        LedgerKind::Unload => 4,
+    }
+}
+
+fn add(total: &mut u64, amount: u64) -> ApiResult<()> {
+    *total = total
+        .checked_add(amount)
+        .ok_or_else(|| ApiError::internal("a ledger total overflows"))?;
+    Ok(())
+}
+
+impl Center {
+    fn check_currency(&self, code: &str) -> ApiResult<()> {
+        if code == self.config.currency {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "the center holds units of {} only, not {code}",
+                self.config.currency
+            )))
+        }
+    }
+
+    /// The ticket's signature, for the answer to a ticket's load.
+    fn ticket_signature(
+        tx: &mut dyn Tx,
+        value: &UnitValue,
+    ) -> ApiResult<Option<[u8; SIGNATURE_LEN]>> {
+        let UnitValue::Ticket { code, serial } = value else {
+            return Ok(None);
+        };
+        let row = tx
+            .query_opt(
+                "SELECT signature FROM tickets WHERE asset = ?1 AND serial = ?2",
+                &[code.as_str().into(), serial.as_slice().into()],
+            )?
+            .ok_or_else(|| ApiError::internal("a loaded ticket is missing"))?;
+        Ok(Some(row.array(0)?))
+    }
+
+    /// Authorises a card's load request: debits the unit account (or hands the card its
+    /// ticket) once per (card id, counter), and answers the issuer's signature over the
+    /// request. The same request again gets the same answer (`replayed`) and moves
+    /// nothing, even once the certificate has expired; a cancelled request is refused.
+    pub fn load(&self, order: &LoadOrder) -> ApiResult<LoadAuthorisation> {
+        let message = decode_request(&order.request)?;
+        let signature = signature_bytes(&order.signature)?;
+        let now = self.clock.now();
+        let answer = |authorisation, ticket_signature, replayed| LoadAuthorisation {
+            card_id: message.card_id,
+            counter: message.counter,
+            value: message.value.clone(),
+            authorisation,
+            ticket_signature,
+            replayed,
+        };
+        let key = [message.card_id.into(), counter_value(message.counter)];
+        let at = card_counter(&message.card_id, message.counter);
+        self.db.transaction(|tx| {
+            let card = RegisteredCard::find(tx, &message.card_id)?;
+            card.verify(domains::LOAD_REQUEST, &order.request, &signature, "load request")?;
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM load_cancellations WHERE card_id = ?1 AND counter = ?2",
+                    &key,
+                )?
+                .is_some()
+            {
+                return Err(ApiError::new(
+                    ErrorCode::LoadCancelled,
+                    format!("the card cancelled the load request of {at}: it is never authorised"),
+                ));
+            }
+            if let Some(row) = tx.query_opt(
+                "SELECT request, authorisation FROM loads WHERE card_id = ?1 AND counter = ?2",
+                &key,
+            )? {
+                if row.blob(0)? != order.request {
+                    return Err(conflict(format!(
+                        "{at} was authorised for another load request"
+                    )));
+                }
+                let ticket_signature = Self::ticket_signature(tx, &message.value)?;
+                return Ok(answer(row.array(1)?, ticket_signature, true));
+            }
+            card.check_certificate(now)?;
+            let (kind, amount, serial, ticket_signature) = match &message.value {
+                UnitValue::Asset { code, amount } => {
+                    self.check_currency(code)?;
+                    let balance = tx
+                        .query_opt(
+                            "SELECT balance FROM unit_accounts WHERE card_id = ?1 AND asset = ?2",
+                            &[message.card_id.into(), code.as_str().into()],
+                        )?
+                        .map(|r| r.u64(0))
+                        .transpose()?
+                        .unwrap_or(0);
+                    if balance < *amount {
+                        return Err(ApiError::new(
+                            ErrorCode::InsufficientFunds,
+                            format!("the unit account holds {balance} {code}, the load asks for {amount}"),
+                        ));
+                    }
+                    ("asset", Value::uint(*amount)?, Value::Null, None)
+                }
+                UnitValue::Ticket { code, serial } => {
+                    let row = tx.query_opt(
+                        "SELECT card_id, signature, delivery_counter FROM tickets
+                         WHERE asset = ?1 AND serial = ?2",
+                        &[code.as_str().into(), serial.as_slice().into()],
+                    )?;
+                    let Some(row) = row.filter(|r| r.0.first() == Some(&message.card_id.into()))
+                    else {
+                        return Err(ApiError::new(
+                            ErrorCode::UnknownTicket,
+                            format!("no {} was issued to card {}", message.value, hex::encode(message.card_id)),
+                        ));
+                    };
+                    if let Some(counter) = optional_counter(&row, 2)? {
+                        return Err(conflict(format!(
+                            "{} was delivered already, by load counter {counter}",
+                            message.value,
+                        )));
+                    }
+                    ("ticket", Value::Null, serial.as_slice().into(), Some(row.array(1)?))
+                }
+            };
+            let authorisation = units::sign(&self.issuer, domains::LOAD_AUTH, &order.request);
+            // The trigger `loads_debit` debits the unit account (`loads_deliver_ticket`
+            // marks the ticket delivered); the primary key makes a second load of this
+            // counter impossible, and `loads_not_cancelled` a load of a cancelled one.
+            tx.execute(
+                "INSERT INTO loads
+                     (card_id, counter, request, signature, kind, asset, amount, serial, authorisation, day)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                &[
+                    message.card_id.into(),
+                    counter_value(message.counter),
+                    order.request.as_slice().into(),
+                    signature.into(),
+                    kind.into(),
+                    message.value.code().into(),
+                    amount,
+                    serial,
+                    authorisation.into(),
+                    Value::uint(today(now))?,
+                ],
+            )?;
+            Ok(answer(authorisation, ticket_signature, false))
+        })
+    }
+
+    /// Takes a card's cancellation of a load request, once per (card id, counter). An
+    /// authorised request is refunded (its units go back, its ticket is free again); a
+    /// request never authorised is voided: nothing moves, and it can never be authorised
+    /// (see the module's doc). The same cancellation again gets the same answer.
+    pub fn cancel_load(&self, cancel: &LoadCancellation) -> ApiResult<CancelAcknowledgement> {
+        let message = decode_request(&cancel.request)?;
+        let signature = signature_bytes(&cancel.signature)?;
+        let now = self.clock.now();
+        let answer = |outcome, acknowledgement, replayed| CancelAcknowledgement {
+            card_id: message.card_id,
+            counter: message.counter,
+            value: message.value.clone(),
+            outcome,
+            acknowledgement,
+            replayed,
+        };
+        let key = [message.card_id.into(), counter_value(message.counter)];
+        let at = card_counter(&message.card_id, message.counter);
+        self.db.transaction(|tx| {
+            let card = RegisteredCard::find(tx, &message.card_id)?;
+            card.verify(
+                domains::LOAD_CANCEL,
+                &cancel.request,
+                &signature,
+                "load cancellation",
+            )?;
+            if let Some(row) = tx.query_opt(
+                "SELECT request, outcome, acknowledgement FROM load_cancellations
+                 WHERE card_id = ?1 AND counter = ?2",
+                &key,
+            )? {
+                if row.blob(0)? != cancel.request {
+                    return Err(conflict(format!(
+                        "{at} was cancelled with another load request"
+                    )));
+                }
+                return Ok(answer(outcome_from(&row.text(1)?)?, row.array(2)?, true));
+            }
+            let outcome = match tx.query_opt(
+                "SELECT request FROM loads WHERE card_id = ?1 AND counter = ?2",
+                &key,
+            )? {
+                Some(row) if row.blob(0)? == cancel.request => CancelOutcome::Refunded,
+                Some(_) => {
+                    return Err(conflict(format!(
+                        "{at} was authorised for another load request"
+                    )));
+                }
+                None => CancelOutcome::Voided,
+            };
+            let acknowledgement =
+                units::sign(&self.issuer, domains::LOAD_CANCEL_ACK, &cancel.request);
+            // The trigger `load_cancellations_settle` refunds a loaded request (and checks
+            // that a voided one was never loaded); the primary key makes a second refund
+            // impossible.
+            tx.execute(
+                "INSERT INTO load_cancellations
+                     (card_id, counter, request, signature, outcome, acknowledgement, day)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                &[
+                    message.card_id.into(),
+                    counter_value(message.counter),
+                    cancel.request.as_slice().into(),
+                    signature.into(),
+                    outcome_name(outcome).into(),
+                    acknowledgement.into(),
+                    Value::uint(today(now))?,
+                ],
+            )?;
+            Ok(answer(outcome, acknowledgement, false))
+        })
+    }
+
+    /// Credits a card's unload receipt to its unit account, once per (card id, counter),
+    /// and answers the issuer's acknowledgement. The same receipt again gets the same
+    /// answer. An expired certificate does not stop an unload: the units must come back.
+    pub fn unload(&self, order: &UnloadOrder) -> ApiResult<UnloadAcknowledgement> {
+        let message = decode_receipt(&order.receipt)?;
+        let signature = signature_bytes(&order.signature)?;
+        let UnitValue::Asset { code, amount } = &message.value else {
+            return Err(invalid("receipt: a ticket cannot be unloaded"));
+        };
+        let now = self.clock.now();
+        let answer = |acknowledgement, replayed| UnloadAcknowledgement {
+            card_id: message.card_id,
+            counter: message.counter,
+            value: message.value.clone(),
+            acknowledgement,
+            replayed,
+        };
+        let key = [message.card_id.into(), counter_value(message.counter)];
+        let at = card_counter(&message.card_id, message.counter);
+        self.db.transaction(|tx| {
+            let card = RegisteredCard::find(tx, &message.card_id)?;
+            card.verify(
+                domains::UNLOAD,
+                &order.receipt,
+                &signature,
+                "unload receipt",
+            )?;
+            self.check_currency(code)?;
+            if let Some(row) = tx.query_opt(
+                "SELECT receipt, acknowledgement FROM unloads WHERE card_id = ?1 AND counter = ?2",
+                &key,
+            )? {
+                if row.blob(0)? != order.receipt {
+                    return Err(conflict(format!("{at} was unloaded with another receipt")));
+                }
+                return Ok(answer(row.array(1)?, true));
+            }
+            let balance = tx
+                .query_opt(
+                    "SELECT balance FROM unit_accounts WHERE card_id = ?1 AND asset = ?2",
+                    &[message.card_id.into(), code.as_str().into()],
+                )?
+                .map(|r| r.u64(0))
+                .transpose()?
+                .unwrap_or(0);
+            if balance
+                .checked_add(*amount)
+                .is_none_or(|b| i64::try_from(b).is_err())
+            {
+                return Err(invalid(
+                    "receipt: the amount would overflow the unit account",
+                ));
+            }
+            let acknowledgement = units::sign(&self.issuer, domains::UNLOAD_ACK, &order.receipt);
+            // The trigger `unloads_credit` credits the unit account; the primary key makes a
+            // second credit of this counter impossible.
+            tx.execute(
+                "INSERT INTO unloads
+                     (card_id, counter, receipt, signature, asset, amount, acknowledgement, day)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                &[
+                    message.card_id.into(),
+                    counter_value(message.counter),
+                    order.receipt.as_slice().into(),
+                    signature.into(),
+                    code.as_str().into(),
+                    Value::uint(*amount)?,
+                    acknowledgement.into(),
+                    Value::uint(today(now))?,
+                ],
+            )?;
+            Ok(answer(acknowledgement, false))
+        })
+    }
+
+    /// Issues a ticket to a card (admin): the issuer signs (asset, serial, card id). The
+    /// same asset and serial again for the same card get the first ticket (`replayed`);
+    /// for another card, a conflict. Without a serial the center picks 16 random bytes.
+    pub fn issue_ticket(
+        &self,
+        admin: Option<&str>,
+        req: &TicketIssueRequest,
+    ) -> ApiResult<IssuedTicket> {
+        self.check_admin(admin)?;
+        if !units::asset_code_ok(&req.asset) {
+            return Err(invalid(format!(
+                "asset: must be 1 to {} printable ASCII characters",
+                units::ASSET_CODE_MAX_LEN
+            )));
+        }
+        if req.asset == self.config.currency {
+            return Err(invalid(format!(
+                "asset: {} is the center's currency, not a ticket",
+                req.asset
+            )));
+        }
+        let serial = match &req.serial {
+            Some(s) if (1..=units::SERIAL_MAX_LEN).contains(&s.len()) => s.clone(),
+            Some(_) => {
+                return Err(invalid(format!(
+                    "serial: must be 1 to {} bytes",
+                    units::SERIAL_MAX_LEN
+                )));
+            }
+            None => rand::rng().random::<[u8; RANDOM_SERIAL_LEN]>().to_vec(),
+        };
+        let now = self.clock.now();
+        let answer = |signature, delivered, replayed| IssuedTicket {
+            card_id: req.card_id,
+            asset: req.asset.clone(),
+            serial: serial.clone(),
+            signature,
+            delivered,
+            replayed,
+        };
+        self.db.transaction(|tx| {
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM cards WHERE card_id = ?1",
+                    &[req.card_id.into()],
+                )?
+                .is_none()
+            {
+                return Err(unknown_card(&req.card_id));
+            }
+            if let Some(row) = tx.query_opt(
+                "SELECT card_id, signature, delivery_counter FROM tickets
+                 WHERE asset = ?1 AND serial = ?2",
+                &[req.asset.as_str().into(), serial.as_slice().into()],
+            )? {
+                if row.array::<32>(0)? != req.card_id {
+                    return Err(conflict(format!(
+                        "ticket {} #{} was issued to another card",
+                        req.asset,
+                        hex::encode(&serial)
+                    )));
+                }
+                return Ok(answer(
+                    row.array(1)?,
+                    optional_counter(&row, 2)?.is_some(),
+                    true,
+                ));
+            }
+            let signature = units::sign_ticket(&self.issuer, &req.asset, &serial, &req.card_id);
+            tx.execute(
+                "INSERT INTO tickets (asset, serial, card_id, signature, issued_day)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                &[
+                    req.asset.as_str().into(),
+                    serial.as_slice().into(),
+                    req.card_id.into(),
+                    signature.into(),
+                    Value::uint(today(now))?,
+                ],
+            )?;
+            Ok(answer(signature, false, false))
+        })
+    }
+
+    /// A card's unit accounts, ledger and tickets: for the admin token, or for a proof over
+    /// a fresh balance challenge signed by the card (which uses the challenge up). With the
+    /// admin token the proof is not looked at.
+    ///
+    /// The entries are the value movements: redemptions, loads, refunds, unloads, and
+    /// tickets issued. A voided cancellation moved nothing and is not an entry.
+    pub fn ledger(&self, admin: Option<&str>, req: &LedgerRequest) -> ApiResult<CardLedger> {
+        let proof = match (admin, &req.proof) {
+            (Some(_), _) => {
+                self.check_admin(admin)?;
+                None
+            }
+            (None, Some(proof)) => Some(proof),
+            (None, None) => {
+                return Err(ApiError::new(
+                    ErrorCode::AdminUnauthorized,
+                    "give a proof over a balance challenge signed by the card, or the admin token",
+                ));
+            }
+        };
+        let now = self.clock.now();
+        let card_id = req.card_id;
+        self.db.transaction(|tx| {
+            let card = RegisteredCard::find(tx, &card_id)?;
+            if let Some(proof) = proof {
+                consume_challenge(tx, proof, ChallengePurpose::Balance, &card.key, now)?;
+            }
+            self.read_ledger(tx, card_id)
+        })
+    }
+
+    fn read_ledger(&self, tx: &mut dyn Tx, card_id: [u8; 32]) -> ApiResult<CardLedger> {
+        let id: [Value; 1] = [card_id.into()];
+        let accounts = tx
+            .query(
+                "SELECT asset, balance FROM unit_accounts WHERE card_id = ?1 ORDER BY asset",
+                &id,
+            )?
+            .iter()
+            .map(|r| {
+                Ok(UnitAccount {
+                    asset: r.text(0)?,
+                    balance: r.u64(1)?,
+                })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+
+        let mut entries = Vec::new();
+        let entry = |day, kind, counter, value| LedgerEntry {
+            day,
+            kind,
+            counter,
+            value,
+        };
+        for r in tx.query(
+            "SELECT redeemed_day, asset, amount FROM redemptions WHERE card_id = ?1
+             ORDER BY redeemed_day, nonce",
+            &id,
+        )? {
+            let value = UnitValue::Asset {
+                code: r.text(1)?,
+                amount: r.u64(2)?,
+            };
+            entries.push(entry(r.u64(0)?, LedgerKind::Redeem, None, value));
+        }
+        for r in tx.query(
+            "SELECT day, counter, kind, asset, amount, serial FROM loads WHERE card_id = ?1
+             ORDER BY counter",
+            &id,
+        )? {
+            let value = load_value(&r, 2)?;
+            entries.push(entry(
+                r.u64(0)?,
+                LedgerKind::Load,
+                Some(stored_counter(&r, 1)?),
+                value,
+            ));
+        }
+        for r in tx.query(
+            "SELECT c.day, c.counter, l.kind, l.asset, l.amount, l.serial
+             FROM load_cancellations c
+             JOIN loads l ON l.card_id = c.card_id AND l.counter = c.counter
+             WHERE c.card_id = ?1 AND c.outcome = 'refunded'
+             ORDER BY c.counter",
+            &id,
+        )? {
+            let value = load_value(&r, 2)?;
+            entries.push(entry(
+                r.u64(0)?,
+                LedgerKind::Refund,
+                Some(stored_counter(&r, 1)?),
+                value,
+            ));
+        }
+        for r in tx.query(
+            "SELECT day, counter, asset, amount FROM unloads WHERE card_id = ?1 ORDER BY counter",
+            &id,
+        )? {
+            let value = UnitValue::Asset {
+                code: r.text(2)?,
+                amount: r.u64(3)?,
+            };
+            entries.push(entry(
+                r.u64(0)?,
+                LedgerKind::Unload,
+                Some(stored_counter(&r, 1)?),
+                value,
+            ));
+        }
+        let mut tickets = Vec::new();
+        for r in tx.query(
+            "SELECT asset, serial, signature, issued_day, delivery_counter FROM tickets
+             WHERE card_id = ?1 ORDER BY issued_day, asset, serial",
+            &id,
+        )? {
+            let ticket = IssuedTicket {
+                card_id,
+                asset: r.text(0)?,
+                serial: r.blob(1)?,
+                signature: r.array(2)?,
+                delivered: optional_counter(&r, 4)?.is_some(),
+                replayed: false,
+            };
+            let value = UnitValue::Ticket {
+                code: ticket.asset.clone(),
+                serial: ticket.serial.clone(),
+            };
+            entries.push(entry(r.u64(3)?, LedgerKind::TicketIssued, None, value));
+            tickets.push(ticket);
+        }
+        // Stable: within a day and a kind, the order of the queries (by counter) stays.
+        entries.sort_by_key(|e| (e.day, kind_rank(e.kind)));
+
+        let mut totals = LedgerTotals {
+            redeemed: 0,
+            loaded: 0,
+            refunded: 0,
+            unloaded: 0,
+        };
+        for e in &entries {
+            let UnitValue::Asset { code, amount } = &e.value else {
+                continue;
+            };
+            if *code != self.config.currency {
+                continue;
+            }
+            let total = match e.kind {
+                LedgerKind::Redeem => &mut totals.redeemed,
+                LedgerKind::Load => &mut totals.loaded,
+                LedgerKind::Refund => &mut totals.refunded,
+                LedgerKind::Unload => &mut totals.unloaded,
+                LedgerKind::TicketIssued => continue,
+            };
+            add(total, *amount)?;
+        }
+        Ok(CardLedger {
+            card_id,
+            accounts,
+            totals,
+            entries,
+            tickets,
+        })
+    }
+}
