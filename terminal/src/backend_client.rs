@@ -19,6 +19,10 @@ use valuecard_protocol::api::{
     ErrorBody, KeysImported, OpenAccountRequest, RedeemRequest, Redemption, RegisterRequest,
     Registration, WithdrawAnswer, WithdrawRequest,
 };
+use valuecard_protocol::api::{
+    CancelAcknowledgement, CardLedger, IssuedTicket, LedgerRequest, LoadAuthorisation,
+    LoadCancellation, LoadOrder, TicketIssueRequest, UnloadAcknowledgement, UnloadOrder,
+};
 use valuecard_protocol::keylist::SignedKeyList;
 
 use crate::fault::{self, Point};
@@ -351,6 +355,33 @@ impl CenterClient {
     /// `POST /center/v1/balance`.
     pub fn balance(&self, request: &CardBalanceRequest) -> Result<CardBalance> {
         self.server.post("/v1/balance", request, None)
+    }
+
+    pub fn load(&self, order: &LoadOrder) -> Result<LoadAuthorisation> {
+        self.server.post("/v1/loads", order, None)
+    }
+
+    pub fn cancel_load(&self, cancellation: &LoadCancellation) -> Result<CancelAcknowledgement> {
+        self.server
+            .post("/v1/load-cancellations", cancellation, None)
+    }
+
+    pub fn unload(&self, order: &UnloadOrder) -> Result<UnloadAcknowledgement> {
+        self.server.post("/v1/unloads", order, None)
+    }
+
+    /// Issues a ticket to a card (center staff: needs the admin token).
+    pub fn issue_ticket(
+        &self,
+        admin_token: &str,
+        request: &TicketIssueRequest,
+    ) -> Result<IssuedTicket> {
+        self.server.post("/v1/tickets", request, Some(admin_token))
+    }
+
+    /// A card's ledger: with the card's proof, or with the admin token.
+    pub fn ledger(&self, request: &LedgerRequest, admin_token: Option<&str>) -> Result<CardLedger> {
+        self.server.post("/v1/ledger", request, admin_token)
     }
 }
 

@@ -237,9 +237,85 @@ Examples:
         json: bool,
     },
 
-    /// Show the center's unit accounts of the card in the reader.
+    /// Move units from the card's account at the center onto the card.
     #[command(
-        after_help = "The card proves it is there by signing a fresh challenge of the center (INTERNAL
+        after_help = "The card signs a load request for the amount with its next load counter and keeps it
+pending (LOAD REQUEST); the center debits the card's account once for that request and
+signs an authorisation; the card checks it against its request and credits the amount
+(LOAD APPLY). No PIN is needed: nothing leaves the card.
+
+If the center refuses (say, too few units), the card's request is cancelled at once and
+nothing moves. If anything else breaks off, the request stays pending on the card and
+`valuecard recover` finishes it: the center answers the same request with the same
+authorisation, and never debits twice.
+
+Examples:
+  valuecard load --amount 200
+  valuecard load --amount 200 --json"
+    )]
+    Load {
+        /// The amount, in the asset's smallest unit.
+        #[arg(long, value_name = "X")]
+        amount: u64,
+        /// The asset [default: the center's currency].
+        #[arg(long, value_name = "CODE")]
+        asset: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Move units from the card back to its account at the center (needs the PIN).
+    #[command(
+        after_help = "The card debits the amount and signs a receipt with its next unload counter (UNLOAD),
+which it keeps until the center acknowledges it; the center credits the card's account
+once per receipt, and its signed acknowledgement clears the receipt (UNLOAD ACK). If
+anything breaks off after UNLOAD, `valuecard recover` sends the receipt again.
+
+The PIN comes from --pin or VALUECARD_PIN, or is asked when standard input is a terminal.
+
+Examples:
+  valuecard unload --amount 50 --pin 123456
+  VALUECARD_PIN=123456 valuecard unload --amount 50 --json"
+    )]
+    Unload {
+        /// The amount, in the asset's smallest unit.
+        #[arg(long, value_name = "X")]
+        amount: u64,
+        /// The asset [default: the center's currency].
+        #[arg(long, value_name = "CODE")]
+        asset: Option<String>,
+        /// The card's PIN.
+        #[arg(long, env = "VALUECARD_PIN", hide_env_values = true)]
+        pin: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List the tickets on the card, or issue one (center staff) and load it.
+    #[command(
+        after_help = "Without a subcommand, lists the tickets the card holds (GET DATA; nothing changes).
+
+Examples:
+  valuecard tickets
+  valuecard tickets issue --asset CONCERT
+  valuecard tickets issue --asset CONCERT --card-id 9F3A... --serial 0001
+  valuecard tickets fetch"
+    )]
+    Tickets {
+        #[command(subcommand)]
+        command: Option<TicketsCommand>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show the card's values and its account at the center, side by side.
+    #[command(
+        after_help = "The card's side comes from GET DATA: what is available, what is held in escrow by an
+open exchange, a load request still pending and receipts not yet acknowledged. The
+center's side needs the card to sign a fresh challenge of the center (INTERNAL
 AUTHENTICATE, no PIN needed). Nothing changes.
 
 Examples:
@@ -247,6 +323,49 @@ Examples:
   valuecard --card-state dev.state balance --json"
     )]
     Balance {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TicketsCommand {
+    /// Issue a ticket to a card (center staff: needs the admin token), and load it onto the
+    /// card in the reader when it is for that card.
+    #[command(
+        after_help = "The center signs the ticket (its asset code, its serial and the owner card) and keeps it
+for the card. Without --card-id the ticket is for the card in the reader, and is loaded
+onto it at once, the same way as units (LOAD REQUEST, the center's authorisation, LOAD
+APPLY). With --card-id no card is needed; the owner picks the ticket up later with
+`valuecard tickets fetch`. Issuing the same asset and serial again to the same card
+changes nothing.
+
+Examples:
+  valuecard tickets issue --asset CONCERT
+  VALUECARD_ADMIN_TOKEN=... valuecard tickets issue --asset CONCERT --serial 00000001 --card-id 9F3A..."
+    )]
+    Issue {
+        /// The ticket's asset code: 1 to 8 printable ASCII characters, e.g. CONCERT.
+        #[arg(long, value_name = "CODE")]
+        asset: String,
+        /// The serial in hex, 1 to 32 bytes [default: 16 random bytes chosen by the center].
+        #[arg(long, value_name = "HEX")]
+        serial: Option<String>,
+        /// The owner's card id in hex [default: the card in the reader].
+        #[arg(long, value_name = "HEX")]
+        card_id: Option<String>,
+        #[command(flatten)]
+        admin: AdminToken,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Load onto the card every ticket the center has issued to it and not delivered yet.
+    #[command(after_help = "Example:
+  valuecard tickets fetch")]
+    Fetch {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -464,10 +583,10 @@ Examples:
     },
 }
 
-/// The bank's admin token, which the bank staff's commands need.
+/// The backend's admin token, which the bank's and the center's staff commands need.
 #[derive(Args, Debug, Clone)]
 pub struct AdminToken {
-    /// The bank's admin token.
+    /// The backend's admin token.
     #[arg(
         long,
         env = "VALUECARD_ADMIN_TOKEN",

@@ -7,6 +7,9 @@ use apdu_spec::apdu::{self, Apdu, Response};
 use apdu_spec::atr::Atr;
 use apdu_spec::commands::{self, ins};
 use apdu_spec::objects::{self, CardInfo, Personalization, tag};
+use apdu_spec::units::{
+    self, Acknowledgement, InFlight, LoadApply, ReceiptKind, SignedMessage, UnitValue,
+};
 use apdu_spec::{auth, status, tlv};
 
 use crate::transport::{Transport, TransportError};
@@ -373,6 +376,47 @@ impl<T: Transport> Client<T> {
     /// PERSONALIZE a keyed card.
     pub fn personalize(&mut self, personalization: &Personalization) -> Result<()> {
         self.command(&commands::PERSONALIZE, 0, 0, &personalization.encode(), 0)
+            .map(drop)
+    }
+
+    /// GET DATA 00EB: the pending load and the receipts the center has not acknowledged.
+    pub fn in_flight(&mut self) -> Result<InFlight> {
+        let answer = self.get_data(units::tag::IN_FLIGHT)?;
+        InFlight::decode(&answer).map_err(|e| bad_answer(commands::GET_DATA.name, e))
+    }
+
+    /// LOAD REQUEST: the card signs and keeps a request for `value`; returns it, signed.
+    pub fn load_request(&mut self, value: &UnitValue) -> Result<SignedMessage> {
+        let def = commands::LOAD_REQUEST;
+        let answer = self.command(&def, 0, 0, &value.encode(), 256)?;
+        SignedMessage::decode(&answer, units::tag::SIGNED_LOAD).map_err(|e| bad_answer(def.name, e))
+    }
+
+    /// LOAD APPLY: the issuer's authorisation of the pending request.
+    pub fn load_apply(&mut self, apply: &LoadApply) -> Result<()> {
+        self.command(&commands::LOAD_APPLY, 0, 0, &apply.encode(), 0)
+            .map(drop)
+    }
+
+    /// LOAD CANCEL: the card gives up its pending request; returns the signed cancellation.
+    pub fn load_cancel(&mut self) -> Result<SignedMessage> {
+        let def = commands::LOAD_CANCEL;
+        let answer = self.command(&def, 0, 0, &[], 256)?;
+        SignedMessage::decode(&answer, units::tag::SIGNED_CANCEL)
+            .map_err(|e| bad_answer(def.name, e))
+    }
+
+    /// UNLOAD (PIN verified first): the card debits `value`; returns the signed receipt.
+    pub fn unload(&mut self, value: &UnitValue) -> Result<SignedMessage> {
+        let def = commands::UNLOAD;
+        let answer = self.command(&def, 0, 0, &value.encode(), 256)?;
+        SignedMessage::decode(&answer, units::tag::SIGNED_UNLOAD)
+            .map_err(|e| bad_answer(def.name, e))
+    }
+
+    /// UNLOAD ACK: the issuer's acknowledgement of a receipt of `kind`.
+    pub fn unload_ack(&mut self, kind: ReceiptKind, ack: &Acknowledgement) -> Result<()> {
+        self.command(&commands::UNLOAD_ACK, kind.ack_p1(), 0, &ack.encode(), 0)
             .map(drop)
     }
 

@@ -1,4 +1,4 @@
-//! Fault injection for the crash tests of the funding commands. Hidden from `--help` on
+//! Fault injection for the crash tests of the funding, load and unload commands. Hidden from `--help` on
 //! purpose: it exists so that tests can stop the terminal at every step that matters and
 //! check that `valuecard recover` ends with exact totals.
 //!
@@ -14,6 +14,19 @@
 //! | `journal-redeemed` | a piece is journaled as redeemed | abort |
 //! | `fail-bank` | the n-th HTTP request to the bank, before it is sent | it fails as a network error |
 //! | `fail-center` | the n-th HTTP request to the center, before it is sent | it fails as a network error |
+//! | `before-load-request`, `after-load-request` | just before LOAD REQUEST goes to the card, just after its answer came | abort |
+//! | `center-load-answered` | the center's authorisation of a load arrived, not yet sent to the card | abort |
+//! | `before-load-apply`, `after-load-apply` | around LOAD APPLY | abort |
+//! | `before-load-cancel`, `after-load-cancel` | around LOAD CANCEL | abort |
+//! | `center-cancel-answered` | the center's acknowledgement of a cancellation arrived | abort |
+//! | `before-unload`, `after-unload` | around UNLOAD | abort |
+//! | `center-unload-answered` | the center's acknowledgement of an unload arrived | abort |
+//! | `before-unload-ack`, `after-unload-ack` | around UNLOAD ACK | abort |
+//!
+//! For a card command, "before" is a card that never got the command, and "after" a card
+//! that carried it out and committed, but whose answer was lost: both are what a card pulled
+//! out of the reader (or a terminal that crashed) leaves. A power cut in the middle of a
+//! command is the card's own tearing test (`card/tests/tearing.rs`).
 //!
 //! "abort" is `std::process::abort()`: no destructor runs and nothing is flushed, as in a
 //! crash or a power cut of the terminal. Without the variable nothing here has any effect.
@@ -31,9 +44,22 @@ pub enum Point {
     JournalRedeemed,
     FailBank,
     FailCenter,
+    BeforeLoadRequest,
+    AfterLoadRequest,
+    CenterLoadAnswered,
+    BeforeLoadApply,
+    AfterLoadApply,
+    BeforeLoadCancel,
+    AfterLoadCancel,
+    CenterCancelAnswered,
+    BeforeUnload,
+    AfterUnload,
+    CenterUnloadAnswered,
+    BeforeUnloadAck,
+    AfterUnloadAck,
 }
 
-const POINTS: [(Point, &str); 7] = [
+const POINTS: [(Point, &str); 20] = [
     (Point::JournalBlinded, "journal-blinded"),
     (Point::BankAnswered, "bank-answered"),
     (Point::JournalSigned, "journal-signed"),
@@ -41,7 +67,25 @@ const POINTS: [(Point, &str); 7] = [
     (Point::JournalRedeemed, "journal-redeemed"),
     (Point::FailBank, "fail-bank"),
     (Point::FailCenter, "fail-center"),
+    (Point::BeforeLoadRequest, "before-load-request"),
+    (Point::AfterLoadRequest, "after-load-request"),
+    (Point::CenterLoadAnswered, "center-load-answered"),
+    (Point::BeforeLoadApply, "before-load-apply"),
+    (Point::AfterLoadApply, "after-load-apply"),
+    (Point::BeforeLoadCancel, "before-load-cancel"),
+    (Point::AfterLoadCancel, "after-load-cancel"),
+    (Point::CenterCancelAnswered, "center-cancel-answered"),
+    (Point::BeforeUnload, "before-unload"),
+    (Point::AfterUnload, "after-unload"),
+    (Point::CenterUnloadAnswered, "center-unload-answered"),
+    (Point::BeforeUnloadAck, "before-unload-ack"),
+    (Point::AfterUnloadAck, "after-unload-ack"),
 ];
+
+/// The names of every point, for tests that go through all of them.
+pub fn point_names() -> impl Iterator<Item = &'static str> {
+    POINTS.iter().map(|(_, name)| *name)
+}
 
 impl Point {
     pub fn name(self) -> &'static str {

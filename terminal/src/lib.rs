@@ -11,6 +11,7 @@ pub mod funding;
 pub mod journal;
 pub mod pcsc;
 pub mod transport;
+pub mod units;
 
 pub use client::{CardError, Client, ClientError, PinStatus};
 pub use transport::{InProcess, Transport, TransportError};

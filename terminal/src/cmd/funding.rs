@@ -294,6 +294,8 @@ struct Actions {
     done: Vec<Action>,
     /// The first error, for the exit status and the message.
     error: Option<CliError>,
+    /// What `recover` did on the card in the reader.
+    card: Option<super::units::CardRecovery>,
 }
 
 impl Actions {
@@ -328,6 +330,9 @@ impl Actions {
     /// Prints what was done, and exits 1 with `hint` if something failed.
     fn finish(mut self, journal: &Journal, json: bool, hint: &str) -> Result<ExitCode> {
         self.print(journal, json);
+        if let Some(card_error) = self.card.as_mut().and_then(|c| c.error.take()) {
+            self.error.get_or_insert(card_error);
+        }
         if let Some(error) = &mut self.error {
             error.hint.get_or_insert_with(|| hint.into());
         }
@@ -359,7 +364,9 @@ impl Actions {
                         "blinded": blinded,
                         "signed": signed,
                     },
-                    "complete": self.error.is_none(),
+                    "card": self.card.as_ref().map(|c| &c.json),
+                    "complete": self.error.is_none()
+                        && self.card.as_ref().is_none_or(|c| c.error.is_none()),
                 })
             );
             return;
@@ -395,6 +402,11 @@ impl Actions {
             self.total("redeemed"),
             self.total("dropped")
         );
+        if let Some(card) = &self.card {
+            for line in &card.lines {
+                println!("card: {line}");
+            }
+        }
         if journal.is_empty() {
             println!("the journal is empty");
         } else {
@@ -499,19 +511,6 @@ pub fn recover(
     json: bool,
 ) -> Result<ExitCode> {
     let mut journal = open_journal(global)?;
-    if journal.is_empty() {
-        if json {
-            println!(
-                "{}",
-                json!({"actions": [], "signed": 0, "credited": 0, "dropped": 0,
-                       "left": {"withdrawals": 0, "blinded": 0, "signed": 0},
-                       "complete": true, "nothing_to_recover": true})
-            );
-        } else {
-            println!("nothing to recover");
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
     let withdrawals: Vec<Withdrawal> = journal.withdrawals().to_vec();
     let mut credentials: HashMap<String, String> = HashMap::new();
     let mut actions = Actions::default();
@@ -568,10 +567,36 @@ pub fn recover(
             );
         }
     }
+    // Then the card in the reader: its pending load and its receipts. After the journal,
+    // so that units just credited at the center can be loaded.
+    match super::units::recover_card(global, endpoints) {
+        Ok(card) => actions.card = card,
+        Err(e) => {
+            actions.error.get_or_insert(e);
+        }
+    }
+    let nothing = actions.done.is_empty()
+        && actions.error.is_none()
+        && journal.is_empty()
+        && actions.card.as_ref().is_none_or(|c| c.nothing);
+    if nothing {
+        if json {
+            println!(
+                "{}",
+                json!({"actions": [], "signed": 0, "credited": 0, "dropped": 0,
+                       "left": {"withdrawals": 0, "blinded": 0, "signed": 0},
+                       "card": actions.card.as_ref().map(|c| &c.json),
+                       "complete": true, "nothing_to_recover": true})
+            );
+        } else {
+            println!("nothing to recover");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     actions.finish(
         &journal,
         json,
-        "what is left stays in the journal: run `valuecard recover` again",
+        "what is left stays in the journal and on the card: run `valuecard recover` again",
     )
 }
 

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use apdu_spec::cert::{self, Certificate};
 use apdu_spec::objects::CardInfo;
+use apdu_spec::units::UnitMessage;
 use serde_json::json;
 
 use super::{Result, date, selected_client};
@@ -107,6 +108,29 @@ fn print_text(card: &str, info: &CardInfo) {
         )
     });
     list("tickets", tickets.collect());
+    let in_flight = &info.in_flight;
+    let mut pending: Vec<String> = in_flight
+        .pending_load
+        .iter()
+        .filter_map(|p| UnitMessage::decode_load(&p.message).ok())
+        .map(|m| format!("load {} of {} (pending)", m.counter, m.value))
+        .collect();
+    pending.extend(in_flight.receipts.iter().map(|r| match r.decode() {
+        Ok(m) => format!(
+            "{} {} of {} (receipt)",
+            r.kind.describe(),
+            m.counter,
+            m.value
+        ),
+        Err(_) => format!("{} {} (receipt)", r.kind.describe(), r.counter),
+    }));
+    if !pending.is_empty() {
+        list("in flight", pending);
+        println!(
+            "{:<16}`valuecard recover` finishes these with the center",
+            ""
+        );
+    }
 }
 
 /// A labelled list, one item a line, the label on the first.
@@ -143,5 +167,9 @@ fn to_json(card: &str, info: &CardInfo) -> serde_json::Value {
         "arbiter_key": info.arbiter_key.as_ref().map(hex::encode_upper),
         "counters": info.counters,
         "values": info.values,
+        "in_flight": {
+            "pending_load": info.in_flight.pending_load.is_some(),
+            "receipts": info.in_flight.receipts.len(),
+        },
     })
 }

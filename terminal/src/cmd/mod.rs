@@ -1,7 +1,6 @@
 //! The subcommands, and what they share: opening the card, errors for people.
 
 mod apdu;
-mod balance;
 mod bank;
 mod bench;
 mod card;
@@ -10,6 +9,7 @@ mod funding;
 mod info;
 mod pin;
 mod readers;
+mod units;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -309,8 +309,35 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
             credential,
             json,
         ),
+        Command::Load {
+            amount,
+            asset,
+            json,
+        } => units::load(
+            &global,
+            &Endpoints::from(&global, matches),
+            amount,
+            asset,
+            json,
+        ),
+        Command::Unload {
+            amount,
+            asset,
+            pin,
+            json,
+        } => units::unload(
+            &global,
+            &Endpoints::from(&global, matches),
+            amount,
+            asset,
+            pin,
+            json,
+        ),
+        Command::Tickets { command, json } => {
+            units::tickets(&global, &Endpoints::from(&global, matches), command, json)
+        }
         Command::Balance { json } => {
-            balance::run(&global, &Endpoints::from(&global, matches), json)
+            units::balance(&global, &Endpoints::from(&global, matches), json)
         }
     }
 }

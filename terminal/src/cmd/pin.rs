@@ -33,7 +33,7 @@ pub fn run(global: &Global, command: PinCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn refuse_unless_verified(status: PinStatus) -> Result<()> {
+pub(super) fn refuse_unless_verified(status: PinStatus) -> Result<()> {
     match status {
         PinStatus::Verified => Ok(()),
         PinStatus::NotVerified { tries_left } => Err(CliError::new(format!(
