@@ -73,6 +73,11 @@ step "$BIN/valuecard" --reader 0 card register --pin 123456
 step "$BIN/valuecard" --reader 0 withdraw --account "$ACCOUNT" --amount 300
 step "$BIN/valuecard" --reader 0 balance
 step "$BIN/valuecard" bank balance --account "$ACCOUNT"
+step "$BIN/valuecard" --reader 0 load --amount 200
+step "$BIN/valuecard" --reader 0 unload --amount 50 --pin 123456
+step "$BIN/valuecard" --reader 0 tickets issue --asset CONCERT
+step "$BIN/valuecard" --reader 0 tickets
+step "$BIN/valuecard" --reader 0 balance
 step "$BIN/valuecard" --reader 0 info
 
 if [ "$failed" -ne 0 ]; then

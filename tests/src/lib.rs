@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use valuecard_terminal::pcsc::list_readers;
 
 /// The reader vpcd shows for a slot.
@@ -244,4 +245,158 @@ impl Drop for Backend {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// ---- users: an account, a card and a journal against one backend ----------------------
+
+/// The PIN the test users install.
+pub const PIN: &str = "123456";
+
+/// One user: a bank account, a card, and a terminal journal, against one backend.
+pub struct User {
+    pub backend_url: String,
+    pub card: Vec<String>,
+    pub journal: PathBuf,
+    pub account: String,
+    pub credential: String,
+}
+
+/// The JSON a CLI run printed.
+#[track_caller]
+pub fn json(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", run.stdout, run.stderr))
+}
+
+impl User {
+    /// Opens an account holding `deposit` and registers the card `card` (CLI arguments that
+    /// choose it) with the center.
+    pub fn new(backend: &Backend, dir: &Path, card: &[&str], deposit: u64) -> Self {
+        let mut user = User {
+            backend_url: backend.url.clone(),
+            card: card.iter().map(|s| s.to_string()).collect(),
+            journal: dir.join("journal.json"),
+            account: String::new(),
+            credential: String::new(),
+        };
+        let opened = json(
+            &user
+                .run(
+                    &[
+                        "bank",
+                        "open-account",
+                        "--deposit",
+                        &deposit.to_string(),
+                        "--json",
+                    ],
+                    &[("VALUECARD_ADMIN_TOKEN", ADMIN_TOKEN)],
+                )
+                .expect_ok("bank open-account"),
+        );
+        user.account = opened["account"]
+            .as_str()
+            .expect("account number")
+            .to_string();
+        user.credential = opened["credential"]
+            .as_str()
+            .expect("generated credential")
+            .to_string();
+        assert_eq!(opened["balance"], deposit);
+
+        let registered = json(
+            &user
+                .run(&["card", "register", "--pin", PIN, "--json"], &[])
+                .expect_ok("card register"),
+        );
+        assert_eq!(registered["already_registered"], false);
+        user
+    }
+
+    pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let journal = self.journal.to_str().expect("utf-8 path");
+        let mut all: Vec<&str> = self.card.iter().map(String::as_str).collect();
+        all.extend(["--backend", &self.backend_url, "--journal", journal]);
+        all.extend(args);
+        valuecard_env(&all, env)
+    }
+
+    pub fn with_credential(&self, args: &[&str], fault: Option<&str>) -> Run {
+        let mut env = vec![("VALUECARD_CREDENTIAL", self.credential.as_str())];
+        if let Some(fault) = fault {
+            env.push(("VALUECARD_FAULT", fault));
+        }
+        self.run(args, &env)
+    }
+
+    pub fn bank_balance(&self) -> u64 {
+        let run = self
+            .with_credential(
+                &["bank", "balance", "--account", &self.account, "--json"],
+                None,
+            )
+            .expect_ok("bank balance");
+        json(&run)["balance"].as_u64().expect("bank balance")
+    }
+
+    /// The card's center account in the bank's currency (JPY).
+    pub fn center_balance(&self) -> u64 {
+        self.balances().center
+    }
+
+    /// Card and center side by side, from `valuecard balance --json`.
+    pub fn balances(&self) -> Balances {
+        let run = self.run(&["balance", "--json"], &[]).expect_ok("balance");
+        let answer = json(&run);
+        let assets = answer["assets"].as_array().expect("assets");
+        let jpy = assets.iter().find(|a| a["asset"] == "JPY");
+        let field = |path: &[&str]| {
+            jpy.map_or(0, |a| {
+                path.iter()
+                    .fold(a, |v, k| &v[*k])
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{path:?} in {answer}"))
+            })
+        };
+        Balances {
+            card: field(&["card", "available"]),
+            escrowed: field(&["card", "escrowed"]),
+            center: field(&["center"]),
+            pending_load: !answer["pending_load"].is_null(),
+            receipts: answer["receipts"].as_array().map_or(0, Vec::len),
+            tickets: answer["tickets"].as_u64().unwrap_or(0),
+        }
+    }
+
+    pub fn withdraw(&self, amount: u64, extra: &[&str], fault: Option<&str>) -> Run {
+        let amount = amount.to_string();
+        let mut args = vec![
+            "withdraw",
+            "--account",
+            &self.account,
+            "--amount",
+            &amount,
+            "--json",
+        ];
+        args.extend(extra);
+        self.with_credential(&args, fault)
+    }
+
+    pub fn recover(&self) -> Value {
+        json(
+            &self
+                .with_credential(&["recover", "--json"], None)
+                .expect_ok("recover"),
+        )
+    }
+}
+
+/// JPY on both sides of a card's account, and what is in flight between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Balances {
+    pub card: u64,
+    pub escrowed: u64,
+    pub center: u64,
+    pub pending_load: bool,
+    pub receipts: usize,
+    pub tickets: u64,
 }
