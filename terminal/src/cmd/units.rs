@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use apdu_spec::commands::LifeCycle;
+use apdu_spec::objects::CardInfo;
 use apdu_spec::units::{InFlight, ReceiptKind, UnitMessage, UnitValue};
 use serde_json::{Value, json};
 use valuecard_protocol::ErrorCode;
@@ -29,7 +30,10 @@ impl From<UnitsError> for CliError {
 
 /// The id of the card in the reader, which must be personalised.
 fn active_card<T: Transport>(client: &mut Client<T>) -> Result<[u8; 32]> {
-    let info = client.info()?;
+    active_id(&client.info()?)
+}
+
+fn active_id(info: &CardInfo) -> Result<[u8; 32]> {
     match (info.life_cycle, info.card_id) {
         (LifeCycle::Active, Some(id)) => Ok(id),
         (LifeCycle::Keyed, _) => Err(CliError::new("the card is not personalised yet")
@@ -68,6 +72,34 @@ fn asset_value(amount: u64, asset: Option<String>, center: &CenterClient) -> Res
     Ok(value)
 }
 
+/// What a load or an unload starts from: the center, the value, and the personalised card
+/// in the reader with what it says about itself.
+struct UnitsStart {
+    center: CenterClient,
+    value: UnitValue,
+    client: Client<Box<dyn Transport>>,
+    info: CardInfo,
+}
+
+fn start(
+    global: &Global,
+    endpoints: &Endpoints,
+    amount: u64,
+    asset: Option<String>,
+) -> Result<UnitsStart> {
+    let center = endpoints.center();
+    let value = asset_value(amount, asset, &center)?;
+    let mut client = selected_client(global)?;
+    let info = client.info()?;
+    active_id(&info)?;
+    Ok(UnitsStart {
+        center,
+        value,
+        client,
+        info,
+    })
+}
+
 pub fn load(
     global: &Global,
     endpoints: &Endpoints,
@@ -75,11 +107,13 @@ pub fn load(
     asset: Option<String>,
     json: bool,
 ) -> Result<ExitCode> {
-    let center = endpoints.center();
-    let value = asset_value(amount, asset, &center)?;
-    let mut client = selected_client(global)?;
-    active_card(&mut client)?;
-    refuse_if_pending(&client.in_flight()?)?;
+    let UnitsStart {
+        center,
+        value,
+        mut client,
+        info,
+    } = start(global, endpoints, amount, asset)?;
+    refuse_if_pending(&info.in_flight)?;
     let done = units::load(&mut client, &center, &value).map_err(|e| interrupted(e, "load"))?;
     report(&[done], json);
     Ok(ExitCode::SUCCESS)
@@ -93,11 +127,12 @@ pub fn unload(
     pin: Option<String>,
     json: bool,
 ) -> Result<ExitCode> {
-    let center = endpoints.center();
-    let value = asset_value(amount, asset, &center)?;
-    let mut client = selected_client(global)?;
-    active_card(&mut client)?;
-    let info = client.info()?;
+    let UnitsStart {
+        center,
+        value,
+        mut client,
+        info,
+    } = start(global, endpoints, amount, asset)?;
     let available = info
         .values
         .assets
