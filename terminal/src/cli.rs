@@ -18,7 +18,10 @@ use clap::{Args, Parser, Subcommand};
   valuecard --trace apdu '00 A4 04 00 07 F0564341524401 00'
   valuecard card register --pin 123456
   valuecard withdraw --account 1001 --amount 300
-  valuecard balance")]
+  valuecard load --amount 200
+  valuecard unload --amount 50
+  valuecard balance
+  valuecard recover")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -209,15 +212,22 @@ Examples:
         json: bool,
     },
 
-    /// Finish whatever the journal holds after an interruption.
+    /// Finish whatever the journal and the card in the reader hold after an interruption.
     #[command(
         after_help = "Pieces the bank may not have answered are sent again with the same blinded message: the
 bank answers the same signature and debits nothing more. This needs the account's
 credential (--credential, VALUECARD_CREDENTIAL, or a prompt when standard input is a
 terminal). Signed tokens are then redeemed at the center, except those of a withdrawal made
 with --redeem-later (see `valuecard redeem`). A piece the bank refuses outright (e.g. too
-little money) was never debited, and leaves the journal. With an empty journal this says
-\"nothing to recover\" and exits 0; it exits 1 when something is left.
+little money) was never debited, and leaves the journal.
+
+Then the card in the reader (if there is one): a load request still pending on it is sent
+to the center again (which answers the same authorisation, and never debits twice) and
+applied, or cancelled when the center refuses it; unload receipts and load cancellations it
+keeps are sent to the center and cleared with its acknowledgement.
+
+With nothing in the journal or on the card this says \"nothing to recover\" and exits 0;
+it exits 1 when something is left.
 
 Examples:
   valuecard recover
