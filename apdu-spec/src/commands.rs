@@ -19,6 +19,16 @@ pub mod ins {
     pub const LOAD_CANCEL: u8 = 0x56;
     pub const UNLOAD: u8 = 0x58;
     pub const UNLOAD_ACK: u8 = 0x5A;
+    pub const START: u8 = 0x70;
+    pub const AGREE: u8 = 0x72;
+    pub const CONFIRM: u8 = 0x74;
+    pub const COMMIT: u8 = 0x76;
+    pub const FINISH: u8 = 0x78;
+    pub const ABORT: u8 = 0x7A;
+    pub const CANCEL: u8 = 0x7C;
+    pub const RESOLVE: u8 = 0x30;
+    pub const APPLY_VERDICT: u8 = 0x32;
+    pub const LIST_SESSIONS: u8 = 0x34;
 }
 
 /// P1 of SELECT: select by DF name (AID).
@@ -272,6 +282,134 @@ pub const UNLOAD_ACK: CommandDef = CommandDef {
     summary: "drop a receipt (P1 01 unload, 02 load cancellation) the issuer has acknowledged",
 };
 
+pub const START: CommandDef = CommandDef {
+    name: "START",
+    cla: CLA_PROPRIETARY,
+    ins: ins::START,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &[
+        "9000", "61xx", "6581", "6982", "6985", "6A80", "6A84", "6A86",
+    ],
+    summary: "PIN: open an exchange as initiator: reserve V1, record the V2 wanted; answers s1, V1 and the certificate",
+};
+
+pub const AGREE: CommandDef = CommandDef {
+    name: "AGREE",
+    cla: CLA_PROPRIETARY,
+    ins: ins::AGREE,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &[
+        "9000", "61xx", "6300", "6581", "6982", "6985", "6A80", "6A84", "6A86",
+    ],
+    summary: "PIN: answer a START as responder: escrow V2, sign the agreement Sa",
+};
+
+pub const CONFIRM: CommandDef = CommandDef {
+    name: "CONFIRM",
+    cla: CLA_PROPRIETARY,
+    ins: ins::CONFIRM,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &[
+        "9000", "61xx", "6300", "6581", "6985", "6A80", "6A86", "6A88",
+    ],
+    summary: "initiator: check the responder's agreement and sign the confirmation Se; no ABORT after it",
+};
+
+pub const COMMIT: CommandDef = CommandDef {
+    name: "COMMIT",
+    cla: CLA_PROPRIETARY,
+    ins: ins::COMMIT,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &[
+        "9000", "61xx", "6300", "6581", "6985", "6A80", "6A86", "6A88",
+    ],
+    summary: "responder: given Se, store V1 and answer r2; a bad Se makes the session PENDING",
+};
+
+pub const FINISH: CommandDef = CommandDef {
+    name: "FINISH",
+    cla: CLA_PROPRIETARY,
+    ins: ins::FINISH,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &["9000", "6300", "6581", "6985", "6A80", "6A86", "6A88"],
+    summary: "initiator: given r2 with SHA-256(r2) = s2, store V2 and end the session",
+};
+
+pub const ABORT: CommandDef = CommandDef {
+    name: "ABORT",
+    cla: CLA_PROPRIETARY,
+    ins: ins::ABORT,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &["9000", "6581", "6985", "6A80", "6A86", "6A88"],
+    summary: "initiator in START: release V1 and end the session",
+};
+
+pub const CANCEL: CommandDef = CommandDef {
+    name: "CANCEL",
+    cla: CLA_PROPRIETARY,
+    ins: ins::CANCEL,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &["9000", "61xx", "6581", "6985", "6A80", "6A86", "6A88"],
+    summary: "responder: never commit this session; answers the cancel request for the arbiter",
+};
+
+pub const RESOLVE: CommandDef = CommandDef {
+    name: "RESOLVE",
+    cla: CLA_PROPRIETARY,
+    ins: ins::RESOLVE,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Active],
+    writes: false,
+    status_words: &["9000", "61xx", "6985", "6A80", "6A86", "6A88"],
+    summary: "initiator in VALID: answers the resolve request for the arbiter",
+};
+
+pub const APPLY_VERDICT: CommandDef = CommandDef {
+    name: "APPLY VERDICT",
+    cla: CLA_PROPRIETARY,
+    ins: ins::APPLY_VERDICT,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Active],
+    writes: true,
+    status_words: &["9000", "6300", "6581", "6985", "6A80", "6A86", "6A88"],
+    summary: "end a session as the arbiter decided: complete or cancel",
+};
+
+pub const LIST_SESSIONS: CommandDef = CommandDef {
+    name: "LIST SESSIONS",
+    cla: CLA_PROPRIETARY,
+    ins: ins::LIST_SESSIONS,
+    p1p2: "0000",
+    body: Body::None,
+    states: &[Active],
+    writes: false,
+    status_words: &["9000", "61xx", "6985", "6A86"],
+    summary: "the open exchange sessions: role, state, s1, s2, a and the values",
+};
+
 /// Every command, in the order `SPEC.md` presents them.
 pub const COMMANDS: &[CommandDef] = &[
     SELECT,
@@ -287,6 +425,16 @@ pub const COMMANDS: &[CommandDef] = &[
     LOAD_CANCEL,
     UNLOAD,
     UNLOAD_ACK,
+    START,
+    AGREE,
+    CONFIRM,
+    COMMIT,
+    FINISH,
+    ABORT,
+    CANCEL,
+    RESOLVE,
+    APPLY_VERDICT,
+    LIST_SESSIONS,
     TEST_RESET,
 ];
 

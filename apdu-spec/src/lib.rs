@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cert;
 pub mod commands;
 pub mod domain;
+pub mod exchange;
 pub mod objects;
 pub mod status;
 pub mod tlv;

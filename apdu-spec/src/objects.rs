@@ -115,7 +115,7 @@ pub struct AssetBalance {
     pub escrowed: u64,
 }
 
-/// A unique value: a ticket issued to this card.
+/// A unique value: a ticket the card holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
     pub asset: String,
@@ -126,6 +126,34 @@ pub struct Ticket {
     pub issuer_signature: Vec<u8>,
     /// Held in escrow by an open exchange.
     pub escrowed: bool,
+    /// The card the issuer issued the ticket to, when that is another card and this one
+    /// received the ticket by exchange; `None` when it was issued to this card. With the
+    /// signature, it is the proof the card shows when it passes the ticket on.
+    #[serde(default, with = "hex_option", skip_serializing_if = "Option::is_none")]
+    pub owner: Option<[u8; 32]>,
+}
+
+/// An optional 32-byte value as a hex string, or nothing.
+mod hex_option {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => s.serialize_some(&hex::encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(&text, &mut out).map_err(D::Error::custom)?;
+                Ok(out)
+            })
+            .transpose()
+    }
 }
 
 /// The value store.
@@ -148,15 +176,19 @@ impl Values {
             )
         });
         let tickets = self.tickets.iter().map(|t| {
-            tlv::constructed(
-                tag::TICKET,
-                vec![
-                    tlv::primitive(tag::ASSET_CODE, t.asset.as_bytes()),
-                    tlv::primitive(tag::SERIAL, t.serial.clone()),
-                    tlv::primitive(tag::ISSUER_SIGNATURE, t.issuer_signature.clone()),
-                    tlv::primitive(tag::ESCROWED, [u8::from(t.escrowed)]),
-                ],
-            )
+            let mut fields = vec![
+                tlv::primitive(tag::ASSET_CODE, t.asset.as_bytes()),
+                tlv::primitive(tag::SERIAL, t.serial.clone()),
+            ];
+            if let Some(owner) = t.owner {
+                fields.push(tlv::primitive(tag::CARD_ID, owner));
+            }
+            fields.push(tlv::primitive(
+                tag::ISSUER_SIGNATURE,
+                t.issuer_signature.clone(),
+            ));
+            fields.push(tlv::primitive(tag::ESCROWED, [u8::from(t.escrowed)]));
+            tlv::constructed(tag::TICKET, fields)
         });
         tlv::constructed(tag::VALUES, assets.chain(tickets).collect())
     }
@@ -180,6 +212,10 @@ impl Values {
                     serial: tlv::require(fields, tag::SERIAL)?.to_vec(),
                     issuer_signature: tlv::require(fields, tag::ISSUER_SIGNATURE)?.to_vec(),
                     escrowed: tlv::require_array::<1>(fields, tag::ESCROWED)?[0] != 0,
+                    owner: match tlv::find(fields, tag::CARD_ID) {
+                        Some(_) => Some(tlv::require_array(fields, tag::CARD_ID)?),
+                        None => None,
+                    },
                 }),
                 _ => return Err(TlvError::Malformed),
             }
@@ -354,16 +390,38 @@ mod tests {
                     available: 300,
                     escrowed: 20,
                 }],
-                tickets: vec![Ticket {
-                    asset: "TKT".into(),
-                    serial: vec![9],
-                    issuer_signature: vec![8; 64],
-                    escrowed: true,
-                }],
+                tickets: vec![
+                    Ticket {
+                        asset: "TKT".into(),
+                        serial: vec![9],
+                        issuer_signature: vec![8; 64],
+                        escrowed: true,
+                        owner: None,
+                    },
+                    Ticket {
+                        asset: "TKT".into(),
+                        serial: vec![10],
+                        issuer_signature: vec![7; 64],
+                        escrowed: false,
+                        owner: Some([6; 32]),
+                    },
+                ],
             },
             in_flight: InFlight::default(),
         };
-        assert_eq!(CardInfo::decode(&info.to_tlv().to_vec()), Ok(info));
+        assert_eq!(CardInfo::decode(&info.to_tlv().to_vec()), Ok(info.clone()));
+        // The state file keeps the owner only when there is one, and reads files from
+        // before it existed.
+        let text = toml::to_string(&info.values).expect("serialises");
+        assert_eq!(text.matches("owner").count(), 1, "{text}");
+        assert_eq!(
+            toml::from_str::<Values>(&text).expect("deserialises"),
+            info.values
+        );
+        let old = "assets = []\n[[tickets]]\nasset = \"T\"\nserial = \"01\"\n\
+                   issuer_signature = \"02\"\nescrowed = false\n";
+        let read: Values = toml::from_str(old).expect("an old state file");
+        assert_eq!(read.tickets[0].owner, None);
     }
 
     #[test]

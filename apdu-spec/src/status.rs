@@ -22,7 +22,7 @@ pub const CARD_STATUS_WORDS: &[StatusDef] = &[
     },
     StatusDef {
         pattern: "6300",
-        meaning: "verification failed: a signature in the command does not verify; nothing changed",
+        meaning: "verification failed: a signature or commitment in the command does not verify; nothing changed (COMMIT alone marks its session PENDING)",
     },
     StatusDef {
         pattern: "63Cx",
@@ -70,7 +70,7 @@ pub const CARD_STATUS_WORDS: &[StatusDef] = &[
     },
     StatusDef {
         pattern: "6A84",
-        meaning: "not enough memory: the value store or the receipt list is full",
+        meaning: "not enough memory: the value store, the receipt list or the session list is full",
     },
     StatusDef {
         pattern: "6A86",

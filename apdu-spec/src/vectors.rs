@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::apdu::Response;
 use crate::commands::LifeCycle;
+use crate::exchange::{self, Outcome};
 use crate::objects::Personalization;
 use crate::units::{self, SignedMessage, UnitMessage};
 use crate::{cert, status, tlv};
@@ -34,6 +35,7 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../vectors/internal-authenticate.toml"),
     ),
     ("units.toml", include_str!("../vectors/units.toml")),
+    ("exchange.toml", include_str!("../vectors/exchange.toml")),
 ];
 
 /// The PIN the conformance preconditions install.
@@ -43,6 +45,9 @@ pub const TEST_PIN: &[u8] = b"123456";
 const TEST_ISSUER_SECRET: [u8; 32] = [0x11; 32];
 const TEST_ARBITER_SECRET: [u8; 32] = [0x22; 32];
 const TEST_OTHER_ISSUER_SECRET: [u8; 32] = [0x33; 32];
+/// The key of the *peer*: a card simulated by the vectors, the other side of an exchange
+/// with the card under test. Its certificate is the test issuer's.
+const TEST_PEER_SECRET: [u8; 32] = [0x66; 32];
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,14 +117,39 @@ pub struct Step {
     #[serde(default)]
     pub tlv_object: BTreeMap<String, String>,
     /// Variables to bind from the data: `data` (all of it), `tlv:6E/C1` (an object's value)
-    /// or `tlv_object:EC/E7` (a whole object, as sent).
+    /// or `tlv_object:EC/E7` (a whole object, as sent); or `expr:TEMPLATE`, a hex template's
+    /// expansion, bound after the others (a value computed from earlier ones).
     #[serde(default)]
     pub capture: BTreeMap<String, String>,
     /// The data must be an INTERNAL AUTHENTICATE signature (see [`crate::auth`]).
     pub auth_signature: Option<AuthSignature>,
     /// The data must be a signed units message (see [`crate::units`]).
     pub signed: Option<Signed>,
+    /// The data must hold these exchange signatures of a card over `a ‖ s2` (see
+    /// [`crate::exchange`]). Checked after this step's captures, so they may name them.
+    #[serde(default)]
+    pub session_signatures: Vec<SessionSignature>,
+    /// The data's `83` (r2) must be the secret behind this s2, a hex template:
+    /// SHA-256(r2) = s2. Checked after this step's captures.
+    pub commitment: Option<String>,
     pub note: Option<String>,
+}
+
+/// An expected exchange signature in an answer: the 64 bytes at `path` verify under `key`
+/// over `a ‖ s2` in the exchange domain named (`exchange::verify`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSignature {
+    /// The TLV path of the signature in the data, e.g. `8A`.
+    pub path: String,
+    /// The short name of an exchange domain: `agree`, `confirm`, `cancel` or `resolve`.
+    pub domain: String,
+    /// The signer's public key, compressed SEC1, as a hex template.
+    pub key: String,
+    /// The agreement a, as a hex template.
+    pub a: String,
+    /// s2, as a hex template.
+    pub s2: String,
 }
 
 /// An expected INTERNAL AUTHENTICATE answer: a signature over `challenge` that verifies
@@ -164,7 +194,26 @@ const UNIT_DOMAINS: &[&str] = &[
 
 /// A units domain by its short name: `load-auth` is `valuecard/load-auth/v1`.
 pub fn unit_domain(name: &str) -> Option<&'static str> {
-    UNIT_DOMAINS.iter().copied().find(|d| {
+    short_domain(UNIT_DOMAINS, name)
+}
+
+/// The card's exchange domains, by their short names in `${peer_sign:...}` and
+/// [`SessionSignature`].
+const SESSION_DOMAINS: &[&str] = &[
+    exchange::domains::AGREE,
+    exchange::domains::CONFIRM,
+    exchange::domains::CANCEL,
+    exchange::domains::RESOLVE,
+];
+
+/// An exchange domain of a card's signature by its short name: `agree` is
+/// `valuecard/agree/v1`.
+pub fn session_domain(name: &str) -> Option<&'static str> {
+    short_domain(SESSION_DOMAINS, name)
+}
+
+fn short_domain(domains: &[&'static str], name: &str) -> Option<&'static str> {
+    domains.iter().copied().find(|d| {
         d.strip_prefix("valuecard/")
             .and_then(|d| d.strip_suffix("/v1"))
             == Some(name)
@@ -197,12 +246,28 @@ fn test_key(secret: &[u8; 32]) -> SigningKey {
         .unwrap_or_else(|_| panic!("test key constants are valid scalars"))
 }
 
-/// Variables computed from others: the PERSONALIZE bodies for the card whose public key is
-/// bound to `PUBLIC_KEY`.
+/// Variables computed from the test keys: the peer's (`PEER_...`), and for the card whose
+/// public key is bound to `PUBLIC_KEY`, its certificate and the PERSONALIZE bodies.
 fn derived(name: &str, vars: &Vars) -> Option<Vec<u8>> {
-    let card_key = cert::decode_public_key(vars.get("PUBLIC_KEY")?)?;
     let issuer = test_key(&TEST_ISSUER_SECRET);
     let arbiter = test_key(&TEST_ARBITER_SECRET);
+    let peer = test_key(&TEST_PEER_SECRET);
+    let peer_certificate =
+        |signer: &SigningKey| cert::Certificate::issue(signer, peer.verifying_key(), 0, u64::MAX);
+    match name {
+        "PEER_PUBLIC_KEY" => return Some(cert::encode_public_key(peer.verifying_key()).to_vec()),
+        "PEER_ID" => return Some(peer_certificate(&issuer).card_id.to_vec()),
+        "PEER_CERT" => return Some(peer_certificate(&issuer).encode()),
+        "PEER_CERT_FOREIGN" => {
+            return Some(peer_certificate(&test_key(&TEST_OTHER_ISSUER_SECRET)).encode());
+        }
+        _ => {}
+    }
+    let card_key = cert::decode_public_key(vars.get("PUBLIC_KEY")?)?;
+    if name == "CERT" {
+        // The certificate PERSONALIZATION installs: ECDSA here is deterministic.
+        return Some(cert::Certificate::issue(&issuer, &card_key, 0, u64::MAX).encode());
+    }
     let (signer, pin): (SigningKey, &[u8]) = match name {
         "PERSONALIZATION" => (issuer.clone(), TEST_PIN),
         // Signed by an issuer other than the one the body installs.
@@ -264,17 +329,62 @@ fn expand_expr(expr: &str, vars: &Vars) -> Result<Vec<u8>, String> {
             return Ok(units::sign(&test_key(secret), domain, &message).to_vec());
         }
     }
-    if let Some(spec) = expr.strip_prefix("ticket_sign:") {
-        let (code, serial) = spec
-            .split_once(':')
-            .ok_or_else(|| format!("bad ticket_sign expression: {expr}"))?;
-        let serial = hex::decode(serial).map_err(|_| format!("bad serial in {expr}"))?;
-        let owner: [u8; 32] = lookup("CARD_ID", vars)
-            .and_then(|id| id.try_into().ok())
-            .ok_or_else(|| format!("{expr} needs a 32-byte CARD_ID"))?;
-        return Ok(
-            units::sign_ticket(&test_key(&TEST_ISSUER_SECRET), code, &serial, &owner).to_vec(),
-        );
+    for (prefix, owner) in [
+        ("ticket_sign:", "CARD_ID"),
+        ("peer_ticket_sign:", "PEER_ID"),
+    ] {
+        if let Some(spec) = expr.strip_prefix(prefix) {
+            let (code, serial) = spec
+                .split_once(':')
+                .ok_or_else(|| format!("bad {prefix} expression: {expr}"))?;
+            let serial = hex::decode(serial).map_err(|_| format!("bad serial in {expr}"))?;
+            let owner: [u8; 32] = lookup(owner, vars)
+                .and_then(|id| id.try_into().ok())
+                .ok_or_else(|| format!("{expr} needs a 32-byte {owner}"))?;
+            return Ok(
+                units::sign_ticket(&test_key(&TEST_ISSUER_SECRET), code, &serial, &owner).to_vec(),
+            );
+        }
+    }
+    if let Some(spec) = expr.strip_prefix("peer_sign:") {
+        let [domain, a, s2] = parts(spec, expr)?;
+        let domain =
+            session_domain(domain).ok_or_else(|| format!("unknown exchange domain in {expr}"))?;
+        let (a, s2) = (array32(a, vars, expr)?, array32(s2, vars, expr)?);
+        return Ok(exchange::sign(&test_key(&TEST_PEER_SECRET), domain, &a, &s2).to_vec());
+    }
+    for (prefix, secret) in [
+        ("verdict:", &TEST_ARBITER_SECRET),
+        ("other_verdict:", &TEST_OTHER_ISSUER_SECRET),
+    ] {
+        if let Some(spec) = expr.strip_prefix(prefix) {
+            let [outcome, s2, a] = parts(spec, expr)?;
+            let outcome = [Outcome::Complete, Outcome::Cancel]
+                .into_iter()
+                .find(|o| o.name() == outcome)
+                .ok_or_else(|| format!("unknown outcome in {expr}"))?;
+            let (s2, a) = (array32(s2, vars, expr)?, array32(a, vars, expr)?);
+            return Ok(exchange::sign_verdict(&test_key(secret), &s2, &a, outcome).to_vec());
+        }
+    }
+    if let Some(spec) = expr.strip_prefix("agreement:") {
+        let [s1, v1, v2, id_a, id_b] = parts(spec, expr)?;
+        let value = |part: &str| {
+            exchange::decode_value(&expand_expr(part, vars)?)
+                .map_err(|e| format!("{part} in {expr} is not a value object: {e}"))
+        };
+        return Ok(exchange::agreement(
+            &array32(s1, vars, expr)?,
+            &value(v1)?,
+            &value(v2)?,
+            &array32(id_a, vars, expr)?,
+            &array32(id_b, vars, expr)?,
+        )
+        .to_vec());
+    }
+    if let Some(inner) = expr.strip_prefix("sha256:") {
+        use sha2::Digest;
+        return Ok(sha2::Sha256::digest(expand_expr(inner, vars)?).to_vec());
     }
     if let Some(inner) = expr.strip_prefix("lc:") {
         let len = expand_expr(inner, vars)?.len();
@@ -325,6 +435,21 @@ fn expand_expr(expr: &str, vars: &Vars) -> Result<Vec<u8>, String> {
         .get(from..to)
         .map(<[u8]>::to_vec)
         .ok_or_else(|| format!("slice out of range: {expr}"))
+}
+
+/// The N `:`-separated parts of an expression's arguments.
+fn parts<'a, const N: usize>(spec: &'a str, expr: &str) -> Result<[&'a str; N], String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    parts
+        .try_into()
+        .map_err(|_| format!("{expr} takes {N} arguments separated by ':'"))
+}
+
+/// A 32-byte argument: s1, s2, a or a card id.
+fn array32(part: &str, vars: &Vars, expr: &str) -> Result<[u8; 32], String> {
+    expand_expr(part, vars)?
+        .try_into()
+        .map_err(|_| format!("{part} in {expr} is not 32 bytes"))
 }
 
 fn parse_path(path: &str) -> Result<Vec<u16>, String> {
@@ -413,8 +538,15 @@ impl Step {
         if let Some(expected) = &self.signed {
             check_signed(expected, &response.data, vars).map_err(|e| format!("{e}, {got}"))?;
         }
-        for (name, source) in &self.capture {
-            let value = if source == "data" {
+        // Sources read from the answer first; then `expr:` ones, which may use them.
+        let (computed, read): (Vec<_>, Vec<_>) = self
+            .capture
+            .iter()
+            .partition(|(_, source)| source.starts_with("expr:"));
+        for (name, source) in read.into_iter().chain(computed) {
+            let value = if let Some(template) = source.strip_prefix("expr:") {
+                expand(template, vars)?
+            } else if source == "data" {
                 response.data.clone()
             } else if let Some(path) = source.strip_prefix("tlv_object:") {
                 tlv::object_at(&response.data, &parse_path(path)?)
@@ -428,8 +560,61 @@ impl Step {
             };
             vars.insert(name.clone(), value);
         }
+        for expected in &self.session_signatures {
+            check_session_signature(expected, &response.data, vars)
+                .map_err(|e| format!("{e}, {got}"))?;
+        }
+        if let Some(s2) = &self.commitment {
+            let s2 = expand(s2, vars)?;
+            let r2: [u8; 32] = tlv::parse_all(&response.data)
+                .ok()
+                .and_then(|top| tlv::find(&top, exchange::messages::tag::R2).map(<[u8]>::to_vec))
+                .and_then(|r2| r2.try_into().ok())
+                .ok_or_else(|| format!("data holds no 32-byte 83 r2, {got}"))?;
+            if exchange::commitment(&r2)[..] != s2[..] {
+                return Err(format!(
+                    "SHA-256 of r2 is not {}, {got}",
+                    hex::encode_upper(s2)
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+fn check_session_signature(
+    expected: &SessionSignature,
+    data: &[u8],
+    vars: &Vars,
+) -> Result<(), String> {
+    let domain = session_domain(&expected.domain).ok_or_else(|| {
+        format!(
+            "session_signature: unknown exchange domain {:?}",
+            expected.domain
+        )
+    })?;
+    let key = expand(&expected.key, vars)?;
+    let key = cert::decode_public_key(&key).ok_or_else(|| {
+        format!(
+            "session_signature: key {} is not a P-256 point",
+            hex::encode_upper(&key)
+        )
+    })?;
+    let field = |template: &str| -> Result<[u8; 32], String> {
+        expand(template, vars)?
+            .try_into()
+            .map_err(|_| format!("session_signature: {template} is not 32 bytes"))
+    };
+    let (a, s2) = (field(&expected.a)?, field(&expected.s2)?);
+    let signature = tlv::value_at(data, &parse_path(&expected.path)?)
+        .ok_or_else(|| format!("data lacks the signature {}", expected.path))?;
+    if !exchange::verify(&key, domain, &a, &s2, &signature) {
+        return Err(format!(
+            "the signature at {} does not verify under the key over a || s2 in {domain}",
+            expected.path
+        ));
+    }
+    Ok(())
 }
 
 fn check_signed(expected: &Signed, data: &[u8], vars: &Vars) -> Result<(), String> {
@@ -690,6 +875,156 @@ mod tests {
                 .is_err()
         );
         assert!(whole("EC/E8", "${REQ}").check(&good, &mut vars).is_err());
+    }
+
+    #[test]
+    fn the_peer_and_the_arbiter_in_templates() {
+        let mut vars = initial_vars();
+        let peer = test_key(&TEST_PEER_SECRET);
+        let peer_certificate =
+            cert::Certificate::decode(&lookup("PEER_CERT", &vars).expect("derived"))
+                .expect("a certificate");
+        let issuer = test_key(&TEST_ISSUER_SECRET);
+        assert_eq!(
+            peer_certificate.verify(issuer.verifying_key()),
+            Ok(*peer.verifying_key())
+        );
+        assert_eq!(
+            lookup("PEER_ID", &vars),
+            Some(peer_certificate.card_id.to_vec())
+        );
+        let foreign =
+            cert::Certificate::decode(&lookup("PEER_CERT_FOREIGN", &vars).expect("derived"))
+                .expect("a certificate");
+        assert!(foreign.verify(issuer.verifying_key()).is_err());
+        assert_eq!(lookup("CERT", &vars), None, "CERT needs PUBLIC_KEY");
+
+        let (a, s2) = ([4u8; 32], exchange::commitment(&[0x5A; 32]));
+        vars.insert("A".into(), a.to_vec());
+        vars.insert(
+            "S2".into(),
+            expand("${sha256:fill:32:5A}", &vars).expect("expands"),
+        );
+        assert_eq!(vars.get("S2"), Some(&s2.to_vec()));
+        let sa = expand("${peer_sign:agree:A:S2}", &vars).expect("expands");
+        assert!(exchange::verify(
+            peer.verifying_key(),
+            exchange::domains::AGREE,
+            &a,
+            &s2,
+            &sa
+        ));
+        assert!(
+            expand("${peer_sign:verdict:A:S2}", &vars).is_err(),
+            "not a card's domain"
+        );
+        assert!(
+            expand("${peer_sign:agree:A}", &vars).is_err(),
+            "two arguments"
+        );
+        assert!(
+            expand("${peer_sign:agree:A[0..31]:S2}", &vars).is_err(),
+            "31 bytes"
+        );
+        let arbiter = test_key(&TEST_ARBITER_SECRET);
+        let v = expand("${verdict:complete:S2:A}", &vars).expect("expands");
+        assert!(exchange::verify_verdict(
+            arbiter.verifying_key(),
+            &s2,
+            &a,
+            Outcome::Complete,
+            &v
+        ));
+        let other = expand("${other_verdict:cancel:S2:A}", &vars).expect("expands");
+        assert!(!exchange::verify_verdict(
+            arbiter.verifying_key(),
+            &s2,
+            &a,
+            Outcome::Cancel,
+            &other
+        ));
+        assert!(expand("${verdict:maybe:S2:A}", &vars).is_err());
+
+        vars.insert("V1".into(), vec![0xE0, 0x00]);
+        vars.insert(
+            "V2".into(),
+            expand("E1 0F 81 03 4A5059 82 08 0000000000000032", &vars).expect("hex"),
+        );
+        let agreement = expand("${agreement:A:V1:V2:S2:A}", &vars).expect("expands");
+        let jpy = Some(units::UnitValue::Asset {
+            code: "JPY".into(),
+            amount: 50,
+        });
+        assert_eq!(
+            agreement,
+            exchange::agreement(&a, &None, &jpy, &s2, &a).to_vec()
+        );
+        assert!(
+            expand("${agreement:A:A:V2:S2:A}", &vars).is_err(),
+            "V1 is no value"
+        );
+
+        vars.insert("PEER_ID".into(), vec![9; 32]);
+        let proof = expand("${peer_ticket_sign:T:01}", &vars).expect("expands");
+        assert!(units::verify_ticket(
+            issuer.verifying_key(),
+            "T",
+            &[1],
+            &[9; 32],
+            &proof
+        ));
+    }
+
+    #[test]
+    fn exchange_answers_are_checked() {
+        let card = test_key(&[0x44; 32]);
+        let mut vars = initial_vars();
+        vars.insert(
+            "PUBLIC_KEY".into(),
+            cert::encode_public_key(card.verifying_key()).to_vec(),
+        );
+        let r2 = [7u8; 32];
+        let s2 = exchange::commitment(&r2);
+        let a = [3u8; 32];
+        let se = exchange::sign(&card, exchange::domains::CONFIRM, &a, &s2);
+        let answer = Response {
+            data: tlv::encode_all(&[
+                tlv::primitive(0x81, s2),
+                tlv::primitive(0x8B, se),
+                tlv::primitive(0x83, r2),
+            ]),
+            sw: 0x9000,
+        };
+        let step = |domain: &str, path: &str| Step {
+            sw: Some("9000".into()),
+            capture: [
+                ("S2".to_string(), "tlv:81".to_string()),
+                ("A".to_string(), "expr:${fill:32:03}".to_string()),
+            ]
+            .into(),
+            session_signatures: vec![SessionSignature {
+                path: path.into(),
+                domain: domain.into(),
+                key: "${PUBLIC_KEY}".into(),
+                a: "${A}".into(),
+                s2: "${S2}".into(),
+            }],
+            commitment: Some("${S2}".into()),
+            ..Step::default()
+        };
+        assert_eq!(step("confirm", "8B").check(&answer, &mut vars), Ok(()));
+        assert_eq!(vars.get("A"), Some(&a.to_vec()), "an expr capture");
+        assert!(step("agree", "8B").check(&answer, &mut vars).is_err());
+        assert!(step("confirm", "81").check(&answer, &mut vars).is_err());
+        assert!(step("confirm", "8C").check(&answer, &mut vars).is_err());
+        let mut other = step("confirm", "8B");
+        other.commitment = Some("${A}".into());
+        assert!(
+            other.check(&answer, &mut vars).is_err(),
+            "r2 is not behind a"
+        );
+        assert_eq!(session_domain("resolve"), Some(exchange::domains::RESOLVE));
+        assert_eq!(session_domain("verdict"), None);
     }
 
     #[test]

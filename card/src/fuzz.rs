@@ -100,6 +100,12 @@ impl Checker {
         } else if self.card.chain_in_progress() && !chain_before {
             return fail("a malformed APDU started a chain");
         }
+        // Whatever came in, the state is one the state file's checks accept: among them,
+        // the escrow is exactly what the open exchange sessions hold.
+        let state = crate::applet::encode(self.card.applet().persistent());
+        if let Err(e) = crate::applet::decode(&state) {
+            return fail(&format!("the state fails its checks ({e})"));
+        }
         Ok(response)
     }
 }

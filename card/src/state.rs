@@ -3,8 +3,10 @@
 use std::fmt;
 
 use apdu_spec::commands::LifeCycle;
+use apdu_spec::exchange::Value;
+use apdu_spec::exchange::messages::{Role, SessionInfo, SessionState, TicketProof};
 use apdu_spec::objects::Values;
-use apdu_spec::units::InFlight;
+use apdu_spec::units::{InFlight, SIGNATURE_LEN};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -25,6 +27,9 @@ pub struct Persistent {
     /// The pending load request and the receipts the center has not acknowledged yet.
     #[serde(default)]
     pub in_flight: InFlight,
+    /// The open exchange sessions, oldest first.
+    #[serde(default)]
+    pub sessions: Vec<Session>,
 }
 
 impl Persistent {
@@ -127,6 +132,150 @@ impl PinRecord {
     /// Compares in constant time, so that timing tells nothing about how much matched.
     pub fn matches(&self, candidate: &[u8]) -> bool {
         Self::digest(&self.salt, candidate).ct_eq(&self.hash).into()
+    }
+}
+
+/// An open exchange session (PROTOCOLS.md, "Fair exchange: card to card"). Every open
+/// session holds the value this card gives in escrow, and the store keeps room for the value
+/// it would receive, until the session ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Session {
+    Initiator(InitiatorSession),
+    Responder(ResponderSession),
+}
+
+/// Card A's side: START made it, CONFIRM makes it VALID.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitiatorSession {
+    #[serde(with = "hex::serde")]
+    pub s1: [u8; 32],
+    /// What this card gives: in escrow from START on.
+    pub v1: Value,
+    /// What the user asked for at START: CONFIRM takes nothing else.
+    pub v2: Value,
+    /// What CONFIRM accepted and signed: the session is VALID with it, in START without.
+    pub confirmed: Option<Confirmed>,
+}
+
+/// The responder's agreement, as CONFIRM checked it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmed {
+    #[serde(with = "hex::serde")]
+    pub s2: [u8; 32],
+    #[serde(with = "hex::serde")]
+    pub a: [u8; 32],
+    /// Sa: RESOLVE shows it to the arbiter as the proof that B escrowed V2.
+    #[serde(with = "hex::serde")]
+    pub sa: [u8; SIGNATURE_LEN],
+    /// cert_B, as CONFIRM received it.
+    #[serde(with = "hex::serde")]
+    pub responder_certificate: Vec<u8>,
+    /// The proof of V2 when it is a ticket: kept with the ticket once it is stored.
+    #[serde(default)]
+    pub v2_proof: Option<TicketProof>,
+}
+
+/// Card B's side: AGREE made it VALID; CANCEL or a bad confirmation makes it PENDING.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponderSession {
+    #[serde(with = "hex::serde")]
+    pub s1: [u8; 32],
+    #[serde(with = "hex::serde")]
+    pub s2: [u8; 32],
+    #[serde(with = "hex::serde")]
+    pub a: [u8; 32],
+    /// The secret behind s2. It leaves the card only in COMMIT's answer, which ends the
+    /// session: whoever holds it knows that B stored V1.
+    pub r2: Secret,
+    /// What this card receives.
+    pub v1: Value,
+    /// The proof of V1 when it is a ticket.
+    #[serde(default)]
+    pub v1_proof: Option<TicketProof>,
+    /// What this card gives: in escrow from AGREE on.
+    pub v2: Value,
+    /// cert_A, as AGREE received it.
+    #[serde(with = "hex::serde")]
+    pub initiator_certificate: Vec<u8>,
+    /// PENDING: the session never commits; only a verdict ends it.
+    pub pending: bool,
+}
+
+/// 32 secret bytes, kept out of every `Debug` line.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(#[serde(with = "hex::serde")] pub [u8; 32]);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Session {
+    pub fn role(&self) -> Role {
+        match self {
+            Session::Initiator(_) => Role::Initiator,
+            Session::Responder(_) => Role::Responder,
+        }
+    }
+
+    pub fn state(&self) -> SessionState {
+        match self {
+            Session::Initiator(i) if i.confirmed.is_none() => SessionState::Start,
+            Session::Initiator(_) => SessionState::Valid,
+            Session::Responder(r) if r.pending => SessionState::Pending,
+            Session::Responder(_) => SessionState::Valid,
+        }
+    }
+
+    pub fn s1(&self) -> &[u8; 32] {
+        match self {
+            Session::Initiator(i) => &i.s1,
+            Session::Responder(r) => &r.s1,
+        }
+    }
+
+    /// s2 and a, once the session has them (all but an initiator in START).
+    pub fn agreement(&self) -> Option<(&[u8; 32], &[u8; 32])> {
+        match self {
+            Session::Initiator(i) => i.confirmed.as_ref().map(|c| (&c.s2, &c.a)),
+            Session::Responder(r) => Some((&r.s2, &r.a)),
+        }
+    }
+
+    /// What this card gives, held in escrow while the session is open.
+    pub fn outgoing(&self) -> &Value {
+        match self {
+            Session::Initiator(i) => &i.v1,
+            Session::Responder(r) => &r.v2,
+        }
+    }
+
+    /// What this card would receive: the store keeps room for it.
+    pub fn incoming(&self) -> &Value {
+        match self {
+            Session::Initiator(i) => &i.v2,
+            Session::Responder(r) => &r.v1,
+        }
+    }
+
+    /// The session as LIST SESSIONS shows it.
+    pub fn info(&self) -> SessionInfo {
+        let (v1, v2) = match self {
+            Session::Initiator(i) => (&i.v1, &i.v2),
+            Session::Responder(r) => (&r.v1, &r.v2),
+        };
+        SessionInfo {
+            role: self.role(),
+            state: self.state(),
+            s1: *self.s1(),
+            s2: self.agreement().map(|(s2, _)| *s2),
+            a: self.agreement().map(|(_, a)| *a),
+            v1: v1.clone(),
+            v2: v2.clone(),
+        }
     }
 }
 

@@ -100,6 +100,8 @@ struct Scenario {
     apdu: &'static str,
     /// The state a cut between the two commits of a PIN check leaves.
     try_spent_is_allowed: bool,
+    /// The status word of the clean run, a pattern.
+    sw: &'static str,
 }
 
 /// LOAD REQUEST for 100 JPY, binding the request (`REQ`) for the issuer's signatures.
@@ -113,6 +115,49 @@ const REQUEST_TICKET: (&str, &[(&str, &str)]) = (
 );
 const APPLY: (&str, &[(&str, &str)]) = ("80 54 00 00 42 9E 40 ${issuer_sign:load-auth:REQ}", &[]);
 const VERIFY_PIN: &str = "00 20 00 81 ${lc:PIN} ${PIN}";
+const VERIFY: (&str, &[(&str, &str)]) = (VERIFY_PIN, &[]);
+
+// The exchange, with the card under test on one side and the peer that the vectors simulate
+// with the published test keys (`PEER_ID`, `PEER_CERT`, `${peer_sign:...}`) on the other.
+
+/// START as initiator: gives 50 JPY, wants nothing. Binds s1 and V1.
+const START_50_JPY: &str =
+    "80 70 00 00 17 A1 11 E1 0F 81 03 4A5059 82 08 0000000000000032 A2 02 E0 00 00";
+const START: (&str, &[(&str, &str)]) = (START_50_JPY, &[("S1", "tlv:80"), ("V1", "tlv:A1")]);
+/// LIST SESSIONS after START: binds V2 (the one wanted), and the peer's s2 (r2 = 32 bytes of
+/// 5A) and the agreement it would answer.
+const AGREED_BY_PEER: (&str, &[(&str, &str)]) = (
+    "80 34 00 00 00",
+    &[
+        ("V2", "tlv:EF/E3/A2"),
+        ("S2", "expr:${sha256:fill:32:5A}"),
+        ("A", "expr:${agreement:S1:V1:V2:CARD_ID:PEER_ID}"),
+    ],
+);
+/// CONFIRM with the peer's agreement: Sa by the peer over a || s2, cert_B the peer's.
+const CONFIRM_PEER: &str = "80 74 00 00 00 01 4F 80 20 ${S1} 82 20 ${A} 81 20 ${S2} \
+     8A 40 ${peer_sign:agree:A:S2} A2 02 E0 00 A7 81 A0 ${PEER_CERT} 00 00";
+const CONFIRM: (&str, &[(&str, &str)]) = (CONFIRM_PEER, &[]);
+/// AGREE as responder: the peer gives the ticket CONCERT #010203 (with its proof), the card
+/// gives 50 JPY. Binds a and s2.
+const AGREE_TICKET_FOR_50_JPY: &str = "80 72 00 00 00 01 62 80 20 ${fill:32:11} \
+     A1 10 E2 0E 81 07 434F4E43455254 84 03 010203 \
+     A4 64 C2 20 ${PEER_ID} 85 40 ${peer_ticket_sign:CONCERT:010203} \
+     A2 11 E1 0F 81 03 4A5059 82 08 0000000000000032 \
+     A3 10 E2 0E 81 07 434F4E43455254 84 03 010203 A6 81 A0 ${PEER_CERT} 00 00";
+const AGREE: (&str, &[(&str, &str)]) = (
+    AGREE_TICKET_FOR_50_JPY,
+    &[("A", "tlv:82"), ("S2", "tlv:81")],
+);
+const INITIATOR_VALID: &[(&str, &[(&str, &str)])] = &[
+    REQUEST_100_JPY,
+    APPLY,
+    VERIFY,
+    START,
+    AGREED_BY_PEER,
+    CONFIRM,
+];
+const RESPONDER_VALID: &[(&str, &[(&str, &str)])] = &[REQUEST_100_JPY, APPLY, VERIFY, AGREE];
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -124,6 +169,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "80 47 00 00 00",
         try_spent_is_allowed: false,
+        sw: "9000",
     },
     Scenario {
         command: "PERSONALIZE",
@@ -134,6 +180,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}",
         try_spent_is_allowed: false,
+        sw: "9000",
     },
     Scenario {
         command: "VERIFY",
@@ -144,6 +191,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "00 20 00 81 ${lc:PIN} ${PIN}",
         try_spent_is_allowed: true,
+        sw: "9000",
     },
     Scenario {
         command: "VERIFY",
@@ -154,6 +202,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "00 20 00 81 04 39393939",
         try_spent_is_allowed: false,
+        sw: "63C1",
     },
     Scenario {
         command: "CHANGE REFERENCE DATA",
@@ -164,6 +213,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "00 24 00 81 10 81 06 ${PIN} 82 06 363534333231",
         try_spent_is_allowed: true,
+        sw: "9000",
     },
     Scenario {
         command: "CHANGE REFERENCE DATA",
@@ -174,6 +224,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "00 24 00 81 10 81 06 393939393939 82 06 363534333231",
         try_spent_is_allowed: false,
+        sw: "63C1",
     },
     Scenario {
         command: "LOAD REQUEST",
@@ -184,6 +235,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "80 52 00 00 11 E1 0F 81 03 4A5059 82 08 0000000000000064 00",
         try_spent_is_allowed: false,
+        sw: "9000",
     },
     Scenario {
         command: "LOAD REQUEST",
@@ -194,6 +246,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "80 52 00 00 10 E2 0E 81 07 434F4E43455254 84 03 010203 00",
         try_spent_is_allowed: false,
+        sw: "9000",
     },
     Scenario {
         command: "LOAD APPLY",
@@ -204,6 +257,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "80 54 00 00 42 9E 40 ${issuer_sign:load-auth:REQ}",
         try_spent_is_allowed: false,
+        sw: "9000",
     },
     Scenario {
         command: "LOAD APPLY",
@@ -214,6 +268,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "80 54 00 00 84 9E 40 ${issuer_sign:load-auth:REQ} 85 40 ${ticket_sign:CONCERT:010203}",
         try_spent_is_allowed: false,
+        sw: "9000",
     },
     Scenario {
         command: "LOAD CANCEL",
@@ -224,6 +279,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "80 56 00 00 00",
         try_spent_is_allowed: false,
+        sw: "9000",
     },
     Scenario {
         command: "UNLOAD",
@@ -234,6 +290,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[VERIFY_PIN],
         apdu: "80 58 00 00 11 E1 0F 81 03 4A5059 82 08 0000000000000032 00",
         try_spent_is_allowed: false,
+        sw: "9000",
     },
     Scenario {
         command: "UNLOAD",
@@ -244,6 +301,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[VERIFY_PIN],
         apdu: "80 58 00 00 11 E1 0F 81 03 4A5059 82 08 0000000000000064 00",
         try_spent_is_allowed: false,
+        sw: "9000",
     },
     Scenario {
         command: "UNLOAD ACK",
@@ -262,6 +320,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "80 5A 01 00 48 86 04 00000000 9E 40 ${issuer_sign:unload-ack:RCPT}",
         try_spent_is_allowed: false,
+        sw: "9000",
     },
     Scenario {
         command: "UNLOAD ACK",
@@ -272,6 +331,139 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "80 5A 02 00 48 86 04 00000000 9E 40 ${issuer_sign:load-cancel-ack:REQ}",
         try_spent_is_allowed: false,
+        sw: "9000",
+    },
+    Scenario {
+        command: "START",
+        path: "reserve 50 JPY",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[REQUEST_100_JPY, APPLY],
+        session: &[VERIFY_PIN],
+        apdu: START_50_JPY,
+        try_spent_is_allowed: false,
+        sw: "9000",
+    },
+    Scenario {
+        command: "AGREE",
+        path: "escrow 50 JPY for a ticket",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[REQUEST_100_JPY, APPLY],
+        session: &[VERIFY_PIN],
+        apdu: AGREE_TICKET_FOR_50_JPY,
+        try_spent_is_allowed: false,
+        sw: "9000",
+    },
+    Scenario {
+        command: "CONFIRM",
+        path: "the peer's agreement",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[REQUEST_100_JPY, APPLY, VERIFY, START, AGREED_BY_PEER],
+        session: &[],
+        apdu: CONFIRM_PEER,
+        try_spent_is_allowed: false,
+        sw: "9000",
+    },
+    Scenario {
+        command: "COMMIT",
+        path: "store the ticket",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: RESPONDER_VALID,
+        session: &[],
+        apdu: "80 76 00 00 64 81 20 ${S2} 8B 40 ${peer_sign:confirm:A:S2} 00",
+        try_spent_is_allowed: false,
+        sw: "9000",
+    },
+    Scenario {
+        command: "COMMIT",
+        path: "a bad confirmation: PENDING",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: RESPONDER_VALID,
+        session: &[],
+        apdu: "80 76 00 00 64 81 20 ${S2} 8B 40 ${peer_sign:agree:A:S2} 00",
+        try_spent_is_allowed: false,
+        sw: "6300",
+    },
+    Scenario {
+        command: "FINISH",
+        path: "r2",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: INITIATOR_VALID,
+        session: &[],
+        apdu: "80 78 00 00 44 81 20 ${S2} 83 20 ${fill:32:5A}",
+        try_spent_is_allowed: false,
+        sw: "9000",
+    },
+    Scenario {
+        command: "ABORT",
+        path: "in START",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[REQUEST_100_JPY, APPLY, VERIFY, START],
+        session: &[],
+        apdu: "80 7A 00 00 22 80 20 ${S1}",
+        try_spent_is_allowed: false,
+        sw: "9000",
+    },
+    Scenario {
+        command: "CANCEL",
+        path: "VALID to PENDING",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: RESPONDER_VALID,
+        session: &[],
+        apdu: "80 7C 00 00 22 81 20 ${S2} 00",
+        try_spent_is_allowed: false,
+        sw: "61xx",
+    },
+    Scenario {
+        command: "APPLY VERDICT",
+        path: "initiator, complete",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: INITIATOR_VALID,
+        session: &[],
+        apdu: "80 32 00 00 89 81 20 ${S2} 82 20 ${A} 84 01 01 8E 40 ${verdict:complete:S2:A}",
+        try_spent_is_allowed: false,
+        sw: "9000",
+    },
+    Scenario {
+        command: "APPLY VERDICT",
+        path: "initiator, cancel",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: INITIATOR_VALID,
+        session: &[],
+        apdu: "80 32 00 00 89 81 20 ${S2} 82 20 ${A} 84 01 02 8E 40 ${verdict:cancel:S2:A}",
+        try_spent_is_allowed: false,
+        sw: "9000",
+    },
+    Scenario {
+        command: "APPLY VERDICT",
+        path: "responder, complete",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: RESPONDER_VALID,
+        session: &[],
+        apdu: "80 32 00 00 89 81 20 ${S2} 82 20 ${A} 84 01 01 8E 40 ${verdict:complete:S2:A}",
+        try_spent_is_allowed: false,
+        sw: "9000",
+    },
+    Scenario {
+        command: "APPLY VERDICT",
+        path: "responder, cancel",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: RESPONDER_VALID,
+        session: &[],
+        apdu: "80 32 00 00 89 81 20 ${S2} 82 20 ${A} 84 01 02 8E 40 ${verdict:cancel:S2:A}",
+        try_spent_is_allowed: false,
+        sw: "9000",
     },
     Scenario {
         command: "TEST RESET",
@@ -282,6 +474,7 @@ const SCENARIOS: &[Scenario] = &[
         session: &[],
         apdu: "80 7E 00 00",
         try_spent_is_allowed: false,
+        sw: "9000",
     },
 ];
 
@@ -338,12 +531,13 @@ fn power_cut_at_every_write_of_every_command() {
         // The power is cut only during the command: count the operations before it.
         let session_ops = counter.ops();
         let clean = send(&mut card, s.apdu, &vars);
-        assert_ne!(
-            &clean[clean.len() - 2..],
-            &[0x65, 0x81],
-            "{} ({}) clean run",
+        let clean_sw = u16::from_be_bytes([clean[clean.len() - 2], clean[clean.len() - 1]]);
+        assert!(
+            apdu_spec::status::sw_matches(s.sw, clean_sw),
+            "{} ({}) clean run answered {clean_sw:04X}, not {}",
             s.command,
-            s.path
+            s.path,
+            s.sw
         );
         let ops = counter.ops() - session_ops;
         drop(card);

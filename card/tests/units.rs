@@ -216,6 +216,16 @@ impl Tester {
         ));
     }
 
+    /// Puts a value in escrow: START of an exchange that gives it and wants nothing.
+    fn escrow(&mut self, value: &UnitValue) {
+        self.verify_pin();
+        let body = apdu_spec::exchange::messages::StartBody {
+            v1: Some(value.clone()),
+            wanted_v2: None,
+        };
+        self.ok(&command(ins::START, 0, 0, &body.encode()));
+    }
+
     fn unload(&mut self, value: &UnitValue) -> SignedMessage {
         let answer = self.ok(&unload(value));
         SignedMessage::decode(&answer, tag::SIGNED_UNLOAD).expect("an EE answer")
@@ -766,15 +776,10 @@ fn load_request_refusals() {
     t.refused(&load_request(&jpy(11)), 0x6A80, "available overflows");
     t.request(&jpy(5));
     t.cancel();
-    let mut escrow = t.edited(|s| {
-        s.values.assets = vec![AssetBalance {
-            code: "JPY".into(),
-            available: 10,
-            escrowed: u64::MAX - 20,
-        }]
-    });
-    escrow.refused(&load_request(&jpy(11)), 0x6A80, "escrowed counts");
-    escrow.request(&jpy(10));
+    t.escrow(&jpy(u64::MAX - 20));
+    assert_eq!(t.values().assets[0].escrowed, u64::MAX - 20);
+    t.refused(&load_request(&jpy(6)), 0x6A80, "escrowed counts");
+    t.request(&jpy(5));
 
     // Tickets: a duplicate, then a full store.
     let mut t = Tester::new(13);
@@ -997,6 +1002,7 @@ fn load_apply_checks_the_store_again() {
             serial: vec![1],
             issuer_signature: signature.to_vec(),
             escrowed: false,
+            owner: None,
         })
     });
     held.refused(
@@ -1071,14 +1077,9 @@ fn unload_refusals() {
     t.refused(&unload(&jpy(1)), 0x6985, "nothing left");
 
     // Escrowed units are not spendable.
-    let mut escrow = Tester::new(41).edited(|s| {
-        s.values.assets = vec![AssetBalance {
-            code: "JPY".into(),
-            available: 10,
-            escrowed: 100,
-        }]
-    });
-    escrow.verify_pin();
+    let mut escrow = Tester::new(41);
+    escrow.load(&jpy(110));
+    escrow.escrow(&jpy(100));
     escrow.refused(&unload(&jpy(11)), 0x6985, "escrowed units");
     escrow.unload(&jpy(10));
     assert_eq!(

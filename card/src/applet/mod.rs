@@ -6,14 +6,18 @@
 
 mod auth;
 mod data;
+mod exchange;
 mod lifecycle;
 mod pin;
 mod select;
+mod store;
 mod units;
 
+use apdu_spec::cert::{self, Certificate};
 use apdu_spec::commands::{self, CommandDef, LifeCycle, ins};
 use apdu_spec::units::ReceiptKind;
 use apdu_spec::{Apdu, Status};
+use p256::ecdsa::{SigningKey, VerifyingKey};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -126,6 +130,16 @@ impl Applet {
                 // `params_allowed` let through only the P1 values of a receipt kind.
                 None => Err(Status::IncorrectP1OrP2Parameter),
             },
+            ins::START => self.start(apdu.data),
+            ins::AGREE => self.agree(apdu.data),
+            ins::CONFIRM => self.confirm(apdu.data),
+            ins::COMMIT => self.commit_exchange(apdu.data),
+            ins::FINISH => self.finish(apdu.data),
+            ins::ABORT => self.abort(apdu.data),
+            ins::CANCEL => self.cancel(apdu.data),
+            ins::RESOLVE => self.resolve(apdu.data),
+            ins::APPLY_VERDICT => self.apply_verdict(apdu.data),
+            ins::LIST_SESSIONS => self.list_sessions(),
             // GET RESPONSE belongs to the ISO layer and never reaches the applet.
             _ => Err(Status::InstructionNotSupportedOrInvalid),
         }
@@ -153,7 +167,56 @@ impl Applet {
     fn life_cycle(&self) -> LifeCycle {
         self.persistent.life_cycle()
     }
+
+    /// Installs a planned state, commits it (on failure the card is back to what storage
+    /// holds, 6581), and only then answers.
+    fn carry_out(&mut self, (next, answer): Plan) -> Result<Vec<u8>, Status> {
+        self.persistent = next;
+        self.commit()?;
+        Ok(answer)
+    }
+
+    /// The card's own signing key. `decode` refuses a state file where it is unusable.
+    fn card_key(&self) -> Option<SigningKey> {
+        self.persistent
+            .key
+            .as_ref()
+            .and_then(|k| SigningKey::from_slice(&k.secret).ok())
+    }
+
+    fn own_card_id(&self) -> Option<[u8; 32]> {
+        self.persistent
+            .key
+            .as_ref()
+            .map(|k| apdu_spec::card_id(&k.public))
+    }
+
+    fn issuer_key(&self) -> Option<VerifyingKey> {
+        self.persistent
+            .personalization
+            .as_ref()
+            .and_then(|p| cert::decode_public_key(&p.issuer_key))
+    }
+
+    fn arbiter_key(&self) -> Option<VerifyingKey> {
+        self.persistent
+            .personalization
+            .as_ref()
+            .and_then(|p| cert::decode_public_key(&p.arbiter_key))
+    }
+
+    /// The certificate PERSONALIZE installed, which verified under the issuer key then.
+    fn own_certificate(&self) -> Option<Certificate> {
+        self.persistent
+            .personalization
+            .as_ref()
+            .and_then(|p| Certificate::decode(&p.certificate).ok())
+    }
 }
+
+/// A planned command: the whole next persistent state, and the answer to give once it is
+/// committed. A command is planned from `&self`, so a refused one cannot change anything.
+type Plan = (Persistent, Vec<u8>);
 
 fn params_allowed(def: &CommandDef, apdu: &Apdu) -> bool {
     match def.ins {
@@ -173,6 +236,16 @@ fn params_allowed(def: &CommandDef, apdu: &Apdu) -> bool {
             apdu.p1p2() == 0
         }
         ins::LOAD_REQUEST | ins::LOAD_APPLY | ins::LOAD_CANCEL | ins::UNLOAD => apdu.p1p2() == 0,
+        ins::START
+        | ins::AGREE
+        | ins::CONFIRM
+        | ins::COMMIT
+        | ins::FINISH
+        | ins::ABORT
+        | ins::CANCEL
+        | ins::RESOLVE
+        | ins::APPLY_VERDICT
+        | ins::LIST_SESSIONS => apdu.p1p2() == 0,
         // P1 names the kind of receipt acknowledged: 01 an unload, 02 a load cancellation.
         ins::UNLOAD_ACK => ReceiptKind::from_ack_p1(apdu.p1).is_some() && apdu.p2 == 0,
         // A command without an entry here accepts no P1 P2 at all (GET RESPONSE is the ISO
@@ -218,6 +291,12 @@ pub fn decode(bytes: &[u8]) -> Result<Persistent, StorageError> {
         return Err(StorageError::Corrupt {
             path: String::new(),
             reason: "the pending load or a receipt is not a message of this card".into(),
+        });
+    }
+    if let Err(reason) = exchange::sessions_are_consistent(&state) {
+        return Err(StorageError::Corrupt {
+            path: String::new(),
+            reason: reason.into(),
         });
     }
     Ok(state)

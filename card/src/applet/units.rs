@@ -7,15 +7,16 @@
 //! `self.persistent`, and it is committed at once. A refused command therefore cannot have
 //! changed anything: its plan never had a way to.
 
-use apdu_spec::objects::{AssetBalance, Ticket, Values};
+use apdu_spec::Status;
+use apdu_spec::objects::Ticket;
 use apdu_spec::units::{
-    self, Acknowledgement, LoadApply, MAX_ASSETS, MAX_RECEIPTS, MAX_TICKETS, Receipt, ReceiptKind,
-    SignedMessage, UnitMessage, UnitValue, domains, tag,
+    self, Acknowledgement, LoadApply, MAX_RECEIPTS, Receipt, ReceiptKind, SignedMessage,
+    UnitMessage, UnitValue, domains, tag,
 };
-use apdu_spec::{Status, cert};
 use p256::ecdsa::{SigningKey, VerifyingKey};
 
-use super::Applet;
+use super::store::{self, StoreError};
+use super::{Applet, Plan};
 use crate::state::Persistent;
 
 /// Why a units command is refused. Mapped to a status word once, in `From<Refusal>`.
@@ -70,9 +71,17 @@ impl From<Refusal> for Status {
     }
 }
 
-/// A planned command: the whole next persistent state, and the answer to give once it is
-/// committed.
-type Plan = (Persistent, Vec<u8>);
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
+        match e {
+            StoreError::Overflow => Refusal::Overflow,
+            StoreError::DuplicateTicket => Refusal::DuplicateTicket,
+            StoreError::Full => Refusal::StoreFull,
+            // Loads neither reserve nor release escrow.
+            StoreError::NotAvailable | StoreError::NotInEscrow => Refusal::Unusable,
+        }
+    }
+}
 
 impl Applet {
     pub(super) fn load_request(&mut self, body: &[u8]) -> Result<Vec<u8>, Status> {
@@ -100,14 +109,6 @@ impl Applet {
         self.carry_out(plan)
     }
 
-    /// Installs a plan's state, commits it (on failure the card is back to what storage
-    /// holds, 6581), and only then answers.
-    fn carry_out(&mut self, (next, answer): Plan) -> Result<Vec<u8>, Status> {
-        self.persistent = next;
-        self.commit()?;
-        Ok(answer)
-    }
-
     fn plan_load_request(&self, body: &[u8]) -> Result<Plan, Refusal> {
         let value = UnitValue::decode(body).map_err(|_| Refusal::Malformed)?;
         let p = &self.persistent;
@@ -116,17 +117,18 @@ impl Applet {
             // second would leave the first without a way to be applied or cancelled.
             return Err(Refusal::LoadPending);
         }
-        check_room(&p.values, &value)?;
+        // The room the open exchanges keep for what they bring in is not the load's.
+        store::check_room(&p.values, &p.sessions, &value)?;
         let counter = p.load_counter;
         // The counter's last value is never used, so that no request can repeat a number.
         let next_counter = counter.checked_add(1).ok_or(Refusal::CounterExhausted)?;
         let message = UnitMessage {
-            card_id: self.own_card_id()?,
+            card_id: self.units_card_id()?,
             counter,
             value,
         }
         .encode_load();
-        let signature = units::sign(&self.card_key()?, domains::LOAD_REQUEST, &message);
+        let signature = units::sign(&self.units_key()?, domains::LOAD_REQUEST, &message);
         let signed = SignedMessage { message, signature };
         let answer = answer(&signed, tag::SIGNED_LOAD)?;
 
@@ -146,7 +148,7 @@ impl Applet {
             (UnitValue::Ticket { .. }, Some(signature)) => Some(signature),
             _ => return Err(Refusal::Malformed),
         };
-        let issuer = self.issuer_key()?;
+        let issuer = self.units_issuer()?;
         // The authorisation covers the pending request's own bytes: its card id and its
         // counter. One made for an older request, another card's request or a request this
         // card cancelled covers other bytes and fails here.
@@ -161,17 +163,22 @@ impl Applet {
         let p = &self.persistent;
         // Checked at LOAD REQUEST already; nothing else adds values while a load is
         // pending, but the store must never take more than it can hold.
-        check_room(&p.values, &request.value)?;
+        store::check_room(&p.values, &p.sessions, &request.value)?;
 
         let mut next = p.clone();
         match request.value {
-            UnitValue::Asset { code, amount } => credit(&mut next.values, code, amount)?,
+            UnitValue::Asset { code, amount } => store::credit(&mut next.values, &code, amount)?,
             UnitValue::Ticket { code, serial } => {
                 let signature = ticket_signature.ok_or(Refusal::Malformed)?;
                 // The ticket names its owner: only a ticket issued to this card is taken,
                 // so that it can show the ticket as its own to anyone later.
-                if !units::verify_ticket(&issuer, &code, &serial, &self.own_card_id()?, &signature)
-                {
+                if !units::verify_ticket(
+                    &issuer,
+                    &code,
+                    &serial,
+                    &self.units_card_id()?,
+                    &signature,
+                ) {
                     return Err(Refusal::BadSignature);
                 }
                 next.values.tickets.push(Ticket {
@@ -179,6 +186,7 @@ impl Applet {
                     serial,
                     issuer_signature: signature.to_vec(),
                     escrowed: false,
+                    owner: None,
                 });
             }
         }
@@ -196,7 +204,7 @@ impl Applet {
         // refunds exactly that request, and the card, whose pending slot is emptied in
         // the same commit, can never apply it afterwards.
         let signed = SignedMessage {
-            signature: units::sign(&self.card_key()?, domains::LOAD_CANCEL, &pending.message),
+            signature: units::sign(&self.units_key()?, domains::LOAD_CANCEL, &pending.message),
             message: pending.message.clone(),
         };
         let answer = answer(&signed, tag::SIGNED_CANCEL)?;
@@ -240,12 +248,12 @@ impl Applet {
         let counter = p.unload_counter;
         let next_counter = counter.checked_add(1).ok_or(Refusal::CounterExhausted)?;
         let message = UnitMessage {
-            card_id: self.own_card_id()?,
+            card_id: self.units_card_id()?,
             counter,
             value,
         }
         .encode_unload();
-        let signature = units::sign(&self.card_key()?, domains::UNLOAD, &message);
+        let signature = units::sign(&self.units_key()?, domains::UNLOAD, &message);
         let signed = SignedMessage { message, signature };
         let answer = answer(&signed, tag::SIGNED_UNLOAD)?;
 
@@ -278,7 +286,7 @@ impl Applet {
         // The acknowledgement covers this receipt's own bytes under its kind's domain: one
         // for another receipt, or for the other kind, does not verify.
         if !units::verify(
-            &self.issuer_key()?,
+            &self.units_issuer()?,
             kind.ack_domain(),
             &p.in_flight.receipts[index].signed.message,
             &ack.signature,
@@ -302,28 +310,16 @@ impl Applet {
         Ok((pending, request))
     }
 
-    fn card_key(&self) -> Result<SigningKey, Refusal> {
-        self.persistent
-            .key
-            .as_ref()
-            .and_then(|k| SigningKey::from_slice(&k.secret).ok())
-            .ok_or(Refusal::Unusable)
+    fn units_key(&self) -> Result<SigningKey, Refusal> {
+        self.card_key().ok_or(Refusal::Unusable)
     }
 
-    fn own_card_id(&self) -> Result<[u8; 32], Refusal> {
-        self.persistent
-            .key
-            .as_ref()
-            .map(|k| apdu_spec::card_id(&k.public))
-            .ok_or(Refusal::Unusable)
+    fn units_card_id(&self) -> Result<[u8; 32], Refusal> {
+        self.own_card_id().ok_or(Refusal::Unusable)
     }
 
-    fn issuer_key(&self) -> Result<VerifyingKey, Refusal> {
-        self.persistent
-            .personalization
-            .as_ref()
-            .and_then(|p| cert::decode_public_key(&p.issuer_key))
-            .ok_or(Refusal::Unusable)
+    fn units_issuer(&self) -> Result<VerifyingKey, Refusal> {
+        self.issuer_key().ok_or(Refusal::Unusable)
     }
 }
 
@@ -334,55 +330,6 @@ fn answer(signed: &SignedMessage, wrapper: u16) -> Result<Vec<u8>, Refusal> {
         .to_tlv(wrapper)
         .map(|t| t.to_vec())
         .map_err(|_| Refusal::Unusable)
-}
-
-/// Whether the store can take `value` on top of what it holds.
-fn check_room(values: &Values, value: &UnitValue) -> Result<(), Refusal> {
-    match value {
-        UnitValue::Asset { code, amount } => {
-            match values.assets.iter().find(|a| &a.code == code) {
-                // Available and escrowed together stay a u64, so that an exchange that
-                // releases its escrow back can never overflow either.
-                Some(a) => a
-                    .available
-                    .checked_add(a.escrowed)
-                    .and_then(|total| total.checked_add(*amount))
-                    .map(|_| ())
-                    .ok_or(Refusal::Overflow),
-                None if values.assets.len() >= MAX_ASSETS => Err(Refusal::StoreFull),
-                None => Ok(()),
-            }
-        }
-        UnitValue::Ticket { code, serial } => {
-            if values
-                .tickets
-                .iter()
-                .any(|t| &t.asset == code && &t.serial == serial)
-            {
-                Err(Refusal::DuplicateTicket)
-            } else if values.tickets.len() >= MAX_TICKETS {
-                Err(Refusal::StoreFull)
-            } else {
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Adds units to `available`, making the asset's entry when it is new. [`check_room`] has
-/// passed, so neither the sum nor the entry count can overflow.
-fn credit(values: &mut Values, code: String, amount: u64) -> Result<(), Refusal> {
-    match values.assets.iter_mut().find(|a| a.code == code) {
-        Some(a) => {
-            a.available = a.available.checked_add(amount).ok_or(Refusal::Overflow)?;
-        }
-        None => values.assets.push(AssetBalance {
-            code,
-            available: amount,
-            escrowed: 0,
-        }),
-    }
-    Ok(())
 }
 
 /// Whether a state file's units are consistent: the pending message is a load request of
