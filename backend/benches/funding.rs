@@ -311,7 +311,7 @@ fn main() {
             "127.0.0.1:0",
             http::router(Roles {
                 bank: Some(bank.clone()),
-                center: None,
+                ..Roles::default()
             }),
         )
         .unwrap();
@@ -364,8 +364,8 @@ fn main() {
                 ServerHandle::start(
                     "127.0.0.1:0",
                     http::router(Roles {
-                        bank: None,
                         center: Some(center),
+                        ..Roles::default()
                     }),
                 )
                 .unwrap()

@@ -157,6 +157,11 @@ impl Center {
         encode_public_key(self.issuer.verifying_key())
     }
 
+    /// The issuer key, for the arbiter that runs next to this center.
+    pub fn issuer_verifying_key(&self) -> &VerifyingKey {
+        self.issuer.verifying_key()
+    }
+
     pub fn database(&self) -> &Database {
         &self.db
     }

@@ -1,8 +1,8 @@
 //! HTTP: the axum routers of the roles, their OpenAPI documents, and the rules every
 //! answer follows.
 //!
-//! - Every route of a role lives under its prefix (`/bank`, `/center`), whether the role
-//!   runs alone or with the others; `GET /healthz` is outside them.
+//! - Every route of a role lives under its prefix (`/bank`, `/center`, `/arbiter`), whether
+//!   the role runs alone or with the others; `GET /healthz` is outside them.
 //! - The router and the OpenAPI document come from one table: each role's routes are
 //!   registered with `utoipa_axum::routes!`, which adds a handler to the router and its
 //!   `#[utoipa::path]` to the document at once (a test checks both directions).
@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, FromRequest, RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,15 +29,17 @@ use utoipa_axum::routes;
 
 use valuecard_protocol::ErrorCode;
 use valuecard_protocol::api::{
-    AccountBalance, AccountBalanceRequest, AccountOpened, BANK_PREFIX, CENTER_PREFIX,
-    CancelAcknowledgement, CardBalance, CardBalanceRequest, CardLedger, CenterInfo, Challenge,
-    ChallengeRequest, DepositAnswer, DepositRequest, ErrorBody, IssuedTicket, KeysImported,
-    LedgerRequest, LoadAuthorisation, LoadCancellation, LoadOrder, OpenAccountRequest,
-    RedeemRequest, Redemption, RegisterRequest, Registration, TicketIssueRequest,
-    UnloadAcknowledgement, UnloadOrder, WithdrawAnswer, WithdrawRequest,
+    ARBITER_PREFIX, AccountBalance, AccountBalanceRequest, AccountOpened, ArbiterCancelRequest,
+    ArbiterInfo, ArbiterResolveRequest, BANK_PREFIX, CENTER_PREFIX, CancelAcknowledgement,
+    CardBalance, CardBalanceRequest, CardLedger, CenterInfo, Challenge, ChallengeRequest,
+    DepositAnswer, DepositRequest, ErrorBody, IssuedTicket, KeysImported, LedgerRequest,
+    LoadAuthorisation, LoadCancellation, LoadOrder, OpenAccountRequest, RedeemRequest, Redemption,
+    RegisterRequest, Registration, TicketIssueRequest, UnloadAcknowledgement, UnloadOrder, Verdict,
+    VerdictAnswer, WithdrawAnswer, WithdrawRequest,
 };
 use valuecard_protocol::keylist::SignedKeyList;
 
+use crate::arbiter::Arbiter;
 use crate::bank::Bank;
 use crate::center::Center;
 use crate::error::{ApiError, ApiResult};
@@ -533,6 +535,116 @@ pub fn center_openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+// ---- arbiter -------------------------------------------------------------------------
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "valuecard arbiter",
+        description = "Verdicts on card-to-card exchanges (PROTOCOLS.md, \"Fair exchange: card to \
+                       card\"): one per session, named by s2, final. The responder's cancel \
+                       request records CANCEL and the initiator's resolve request records \
+                       COMPLETE, unless the session has a verdict already: then that verdict is \
+                       the answer (`replayed`), whatever the request. The verdict is recorded \
+                       durably before the answer leaves. The cards' signatures and certificates \
+                       travel as hex, exactly as CANCEL and RESOLVE answered them (apdu-spec \
+                       `exchange`, `cert`). Certificates must be signed by the issuer, but their \
+                       validity dates are not checked: a card whose certificate has expired can \
+                       still settle. Every error is an ErrorBody with a stable code, and a \
+                       refused request records nothing.",
+        version = "1"
+    ),
+    components(schemas(ErrorBody)),
+    tags((name = "arbiter"))
+)]
+struct ArbiterDoc;
+
+/// The key that signs verdicts (cards are personalised with it), and the issuer whose card
+/// certificates the arbiter takes.
+#[utoipa::path(get, path = "/v1/info", tag = "arbiter", responses((status = 200, body = ArbiterInfo)))]
+async fn arbiter_info(State(arbiter): State<Arc<Arbiter>>) -> Json<ArbiterInfo> {
+    Json(arbiter.info())
+}
+
+/// The responder's cancel request (CANCEL's answer): records CANCEL for the session and
+/// answers it signed, or answers the session's verdict if it has one (`replayed`), even a
+/// COMPLETE or one over another `a`.
+#[utoipa::path(post, path = "/v1/cancellations", tag = "arbiter", request_body = ArbiterCancelRequest,
+    responses(
+        (status = 200, body = Verdict),
+        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, unknown or missing fields, bad hex, s2 or a not 32 bytes); invalid_field: a signature that is not 64 bytes, a certificate that is not a canonical 7F21 card certificate"),
+        (status = 422, body = ErrorBody, description = "bad_signature: a certificate not signed by the arbiter's issuer, or cancel_signature not the responder's over a || s2 under valuecard/cancel/v1"),
+    ))]
+async fn cancellations(
+    State(arbiter): State<Arc<Arbiter>>,
+    ApiJson(req): ApiJson<ArbiterCancelRequest>,
+) -> ApiResult<Json<Verdict>> {
+    blocking(move || arbiter.cancel(&req)).await.map(Json)
+}
+
+/// The initiator's resolve request (RESOLVE's answer): records COMPLETE for the session
+/// (the responder's agreement proves that it escrowed its value) and answers it signed, or
+/// answers the session's verdict if it has one (`replayed`), even a CANCEL.
+#[utoipa::path(post, path = "/v1/resolutions", tag = "arbiter", request_body = ArbiterResolveRequest,
+    responses(
+        (status = 200, body = Verdict),
+        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, unknown or missing fields, bad hex, s2 or a not 32 bytes); invalid_field: a signature that is not 64 bytes, a certificate that is not a canonical 7F21 card certificate, the two certificates naming the same card"),
+        (status = 422, body = ErrorBody, description = "bad_signature: a certificate not signed by the arbiter's issuer, agreement_signature not the responder's under valuecard/agree/v1, or resolve_signature not the initiator's under valuecard/resolve/v1, over a || s2"),
+    ))]
+async fn resolutions(
+    State(arbiter): State<Arc<Arbiter>>,
+    ApiJson(req): ApiJson<ArbiterResolveRequest>,
+) -> ApiResult<Json<Verdict>> {
+    blocking(move || arbiter.resolve(&req)).await.map(Json)
+}
+
+/// The session's verdict, signed, or `{"verdict": null}` when it has none yet.
+#[utoipa::path(get, path = "/v1/verdicts/{s2}", tag = "arbiter",
+    params(("s2" = String, Path, description = "The session's s2, 32 bytes, hex")),
+    responses(
+        (status = 200, body = VerdictAnswer),
+        (status = 400, body = ErrorBody, description = "invalid_field: s2 is not 32 bytes of hex"),
+    ))]
+async fn verdicts(
+    State(arbiter): State<Arc<Arbiter>>,
+    Path(s2): Path<String>,
+) -> ApiResult<Json<VerdictAnswer>> {
+    let mut session = [0u8; 32];
+    hex::decode_to_slice(&s2, &mut session)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidField, "s2: must be 32 bytes, hex"))?;
+    blocking(move || arbiter.verdict(&session)).await.map(Json)
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "arbiter",
+    responses((status = 200, description = "The arbiter's OpenAPI document", content_type = "application/json")))]
+async fn arbiter_openapi_json() -> Json<serde_json::Value> {
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    Json(
+        DOC.get_or_init(|| serde_json::to_value(arbiter_openapi()).unwrap_or_default())
+            .clone(),
+    )
+}
+
+fn arbiter_routes() -> OpenApiRouter<Arc<Arbiter>> {
+    OpenApiRouter::with_openapi(ArbiterDoc::openapi()).nest(
+        ARBITER_PREFIX,
+        OpenApiRouter::new()
+            .routes(routes!(arbiter_info))
+            .routes(routes!(cancellations))
+            .routes(routes!(resolutions))
+            .routes(routes!(verdicts))
+            .routes(routes!(arbiter_openapi_json)),
+    )
+}
+
+/// The arbiter's OpenAPI document, as served at `/arbiter/openapi.json`.
+pub fn arbiter_openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = arbiter_routes().into_openapi();
+    doc.merge(health_openapi());
+    doc
+}
+
 // ---- common --------------------------------------------------------------------------
 
 /// Whether the process is up.
@@ -565,6 +677,7 @@ async fn method_not_allowed() -> ApiError {
 pub struct Roles {
     pub bank: Option<Arc<Bank>>,
     pub center: Option<Arc<Center>>,
+    pub arbiter: Option<Arc<Arbiter>>,
 }
 
 /// The whole HTTP service for `roles`.
@@ -575,6 +688,9 @@ pub fn router(roles: Roles) -> axum::Router {
     }
     if let Some(center) = roles.center {
         app = app.merge(center_routes().split_for_parts().0.with_state(center));
+    }
+    if let Some(arbiter) = roles.arbiter {
+        app = app.merge(arbiter_routes().split_for_parts().0.with_state(arbiter));
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

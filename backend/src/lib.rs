@@ -1,5 +1,5 @@
-//! The valuecard backend: the bank and the center (and, so far, the arbiter's key), each a
-//! synchronous core over its own SQL database, served over HTTP by `http`.
+//! The valuecard backend: the bank, the center and the arbiter, each a synchronous core over
+//! its own SQL database, served over HTTP by `http`.
 //!
 //! - [`db`]: the SQL layer (engine abstraction, SQLite engine, versioned migrations).
 //! - [`clock`]: injectable time.
@@ -7,12 +7,14 @@
 //! - [`center`]: card registration, the bank's keys, redemptions; loads, unloads and
 //!   tickets between the center and a card.
 //! - [`admin`]: the admin token of the admin routes.
-//! - [`arbiter`]: the arbiter's key.
+//! - [`arbiter`]: verdicts on card-to-card exchanges, one per session, signed with the
+//!   arbiter's key.
 //! - [`http`]: axum routers, OpenAPI documents, error mapping, request log.
 //!
-//! PROTOCOLS.md, "Funding: bank to center" and "Units between center and card", is the
-//! specification; the JSON bodies and the token layout come from `valuecard_protocol`, the
-//! card's signed messages from `apdu_spec::units`.
+//! PROTOCOLS.md, "Funding: bank to center", "Units between center and card" and "Fair
+//! exchange: card to card", is the specification; the JSON bodies and the token layout come
+//! from `valuecard_protocol`, the card's signed messages from `apdu_spec::units` and
+//! `apdu_spec::exchange`.
 
 pub mod admin;
 pub mod arbiter;

@@ -1,5 +1,5 @@
 //! The `valuecard-backend` binary: the ready line, the roles' prefixes, clear errors for a
-//! missing configuration, and a clean stop on SIGTERM.
+//! missing configuration, a clean stop on SIGTERM, and the arbiter wired to the issuer.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -7,7 +7,13 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 
-use valuecard_protocol::api::CenterInfo;
+use apdu_spec::exchange::Outcome;
+use p256::ecdsa::SigningKey;
+use p256::elliptic_curve::Generate;
+use valuecard_protocol::api::{
+    ArbiterInfo, CardProof, CenterInfo, Challenge, ChallengePurpose, ChallengeRequest,
+    RegisterRequest, Registration, Verdict, VerdictAnswer,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_valuecard-backend");
 
@@ -77,6 +83,52 @@ fn issue_ticket(agent: &ureq::Agent, url: &str, token: &str) -> u16 {
         .as_u16()
 }
 
+fn get_json<R: serde::de::DeserializeOwned>(agent: &ureq::Agent, url: &str) -> R {
+    let mut response = agent.get(url).call().unwrap();
+    assert_eq!(response.status().as_u16(), 200, "GET {url}");
+    response.body_mut().read_json().unwrap()
+}
+
+fn post_json<B: serde::Serialize, R: serde::de::DeserializeOwned>(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &B,
+) -> R {
+    let mut response = agent.post(url).send_json(body).unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    assert_eq!(status, 200, "POST {url}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A software card registered at the center behind `url`: its certificate is the center's.
+fn registered_card(agent: &ureq::Agent, url: &str) -> common::SoftCard {
+    let key = SigningKey::generate_from_rng(&mut rand::rng());
+    let challenge: Challenge = post_json(
+        agent,
+        &format!("{url}/center/v1/challenges"),
+        &ChallengeRequest {
+            purpose: ChallengePurpose::Register,
+        },
+    );
+    let registration: Registration = post_json(
+        agent,
+        &format!("{url}/center/v1/cards"),
+        &RegisterRequest {
+            public_key: apdu_spec::cert::encode_public_key(key.verifying_key()),
+            proof: CardProof {
+                challenge: challenge.challenge,
+                signature: apdu_spec::auth::sign(&key, &challenge.challenge).to_vec(),
+            },
+        },
+    );
+    common::SoftCard {
+        key,
+        id: registration.card_id,
+        certificate: registration.certificate,
+    }
+}
+
 #[test]
 fn all_in_one_serves_both_prefixes_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,6 +174,28 @@ fn all_in_one_serves_both_prefixes_and_stops_on_sigterm() {
         "unknown_card"
     );
     assert_eq!(issue_ticket(&agent, &url, "wrong"), 401);
+    // The arbiter is the one cards are given, and takes the center's certificates.
+    let arbiter: ArbiterInfo = get_json(&agent, &format!("{url}/arbiter/v1/info"));
+    assert_eq!(
+        (arbiter.arbiter_public_key, arbiter.issuer_public_key),
+        (info.arbiter_public_key, info.issuer_public_key)
+    );
+    let (a, b) = (registered_card(&agent, &url), registered_card(&agent, &url));
+    let session = common::Session::new(&a, &b);
+    let verdict_url = format!("{url}/arbiter/v1/verdicts/{}", hex::encode(session.s2));
+    let none: VerdictAnswer = get_json(&agent, &verdict_url);
+    assert_eq!(none.verdict, None);
+    let cancelled: Verdict = post_json(
+        &agent,
+        &format!("{url}/arbiter/v1/cancellations"),
+        &common::cancel_request(&b, &session),
+    );
+    assert_eq!(
+        (cancelled.outcome, cancelled.replayed),
+        (Outcome::Cancel, false)
+    );
+    let arbiter_key = apdu_spec::cert::decode_public_key(&info.arbiter_public_key).unwrap();
+    assert!(cancelled.verifies(&arbiter_key));
     let stderr = stop(child, stdout);
     for f in ["bank.sqlite", "center.sqlite", "arbiter.sqlite"] {
         assert!(db.join(f).exists(), "{f}");
@@ -158,7 +232,86 @@ fn all_in_one_serves_both_prefixes_and_stops_on_sigterm() {
         .read_json()
         .unwrap();
     assert_eq!(again, info);
+    // The verdict was kept, and A's late resolve request gets it.
+    let verdict_url = format!("{url}/arbiter/v1/verdicts/{}", hex::encode(session.s2));
+    let kept: VerdictAnswer = get_json(&agent, &verdict_url);
+    assert_eq!(
+        kept.verdict.map(|v| (v.outcome, v.signature)),
+        Some((Outcome::Cancel, cancelled.signature))
+    );
+    let late: Verdict = post_json(
+        &agent,
+        &format!("{url}/arbiter/v1/resolutions"),
+        &common::resolve_request(&a, &b, &session),
+    );
+    assert_eq!(
+        (late.outcome, late.signature, late.replayed),
+        (Outcome::Cancel, cancelled.signature, true)
+    );
     stop(child, stdout);
+}
+
+#[test]
+fn the_arbiter_alone_takes_the_certificates_of_the_issuer_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("arbiter.sqlite");
+    let issuer = SigningKey::generate_from_rng(&mut rand::rng());
+    let issuer_hex = hex::encode(apdu_spec::cert::encode_public_key(issuer.verifying_key()));
+    // No admin token: the arbiter has no admin routes.
+    let c = command(&[
+        "arbiter",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        db.to_str().unwrap(),
+        "--issuer-public-key",
+        &issuer_hex,
+    ]);
+    let (child, url, stdout) = start(c);
+    let agent = common::agent();
+    let info: ArbiterInfo = get_json(&agent, &format!("{url}/arbiter/v1/info"));
+    assert_eq!(hex::encode(info.issuer_public_key), issuer_hex);
+    let _: serde_json::Value = get_json(&agent, &format!("{url}/arbiter/openapi.json"));
+    for other in ["/center/v1/info", "/bank/v1/keys"] {
+        let status = agent
+            .get(format!("{url}{other}"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, 404, "{other}");
+    }
+    let (a, b) = (
+        common::SoftCard::new(&issuer),
+        common::SoftCard::new(&issuer),
+    );
+    let session = common::Session::new(&a, &b);
+    let completed: Verdict = post_json(
+        &agent,
+        &format!("{url}/arbiter/v1/resolutions"),
+        &common::resolve_request(&a, &b, &session),
+    );
+    assert_eq!(completed.outcome, Outcome::Complete);
+    let arbiter_key = apdu_spec::cert::decode_public_key(&info.arbiter_public_key).unwrap();
+    assert!(completed.verifies(&arbiter_key));
+    // A card of another issuer is refused.
+    let stranger = common::SoftCard::new(&SigningKey::generate_from_rng(&mut rand::rng()));
+    let refused = agent
+        .post(format!("{url}/arbiter/v1/cancellations"))
+        .send_json(common::cancel_request(
+            &stranger,
+            &common::Session::new(&a, &stranger),
+        ))
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(refused, 422);
+    let stderr = stop(child, stdout);
+    assert!(db.exists());
+    assert!(
+        stderr.contains(&hex::encode(info.arbiter_public_key)),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -252,6 +405,16 @@ fn missing_configuration_is_a_clear_error() {
                 KEY,
             ][..],
             "VALUECARD_ADMIN_TOKEN",
+        ),
+        (&["arbiter", "--db", ":memory:"][..], "--issuer-public-key"),
+        (
+            &["arbiter", "--db", ":memory:", "--issuer-public-key", "02ab"][..],
+            "--issuer-public-key",
+        ),
+        // `all` wires the arbiter to its own center.
+        (
+            &["all", "--db", ":memory:", "--issuer-public-key", KEY][..],
+            "--issuer-public-key",
         ),
     ] {
         let out = command(args).output().unwrap();

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use valuecard_backend::http::{bank_openapi, center_openapi};
+use valuecard_backend::http::{arbiter_openapi, bank_openapi, center_openapi};
 use valuecard_protocol::ErrorCode;
 
 const BANK_ROUTES: &[(&str, &str)] = &[
@@ -34,6 +34,15 @@ const CENTER_ROUTES: &[(&str, &str)] = &[
     ("post", "/center/v1/tickets"),
     ("post", "/center/v1/ledger"),
     ("get", "/center/openapi.json"),
+    ("get", "/healthz"),
+];
+
+const ARBITER_ROUTES: &[(&str, &str)] = &[
+    ("get", "/arbiter/v1/info"),
+    ("post", "/arbiter/v1/cancellations"),
+    ("post", "/arbiter/v1/resolutions"),
+    ("get", "/arbiter/v1/verdicts/{s2}"),
+    ("get", "/arbiter/openapi.json"),
     ("get", "/healthz"),
 ];
 
@@ -63,8 +72,10 @@ fn expected(routes: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 fn documents_list_exactly_the_routes() {
     let bank = serde_json::to_value(bank_openapi()).unwrap();
     let center = serde_json::to_value(center_openapi()).unwrap();
+    let arbiter = serde_json::to_value(arbiter_openapi()).unwrap();
     assert_eq!(operations(&bank), expected(BANK_ROUTES));
     assert_eq!(operations(&center), expected(CENTER_ROUTES));
+    assert_eq!(operations(&arbiter), expected(ARBITER_ROUTES));
     // The request and answer types are described, and so is the error body.
     for (doc, schemas) in [
         (
@@ -100,6 +111,18 @@ fn documents_list_exactly_the_routes() {
                 "LedgerTotals",
             ][..],
         ),
+        (
+            &arbiter,
+            &[
+                "ArbiterInfo",
+                "ArbiterCancelRequest",
+                "ArbiterResolveRequest",
+                "Verdict",
+                "VerdictAnswer",
+                "ErrorBody",
+                "ErrorCode",
+            ][..],
+        ),
     ] {
         for schema in schemas {
             assert!(
@@ -113,6 +136,12 @@ fn documents_list_exactly_the_routes() {
         center["components"]["securitySchemes"]
             .get("admin")
             .is_some()
+    );
+    // The arbiter has no admin routes; its outcome is one of two names.
+    assert!(arbiter["components"].get("securitySchemes").is_none());
+    assert_eq!(
+        arbiter["components"]["schemas"]["Verdict"]["properties"]["outcome"]["enum"],
+        serde_json::json!(["complete", "cancel"])
     );
     // The admin routes say so, and every error code a route can answer is documented.
     assert_eq!(
@@ -175,20 +204,41 @@ fn documents_list_exactly_the_routes() {
             ][..],
         ),
     ] {
-        let responses = center["paths"][path]["post"]["responses"]
-            .as_object()
-            .unwrap();
-        for code in codes {
-            let status = code_status(code).to_string();
-            let description = responses
-                .get(&status)
-                .and_then(|r| r["description"].as_str())
-                .unwrap_or_else(|| panic!("{path}: no {status} answer for {code}"));
-            assert!(
-                description.contains(code),
-                "{path}: {status} does not name {code}: {description}"
-            );
-        }
+        documents_codes(&center, "post", path, codes);
+    }
+    for (method, path, codes) in [
+        (
+            "post",
+            "/arbiter/v1/cancellations",
+            &["malformed_request", "invalid_field", "bad_signature"][..],
+        ),
+        (
+            "post",
+            "/arbiter/v1/resolutions",
+            &["malformed_request", "invalid_field", "bad_signature"][..],
+        ),
+        ("get", "/arbiter/v1/verdicts/{s2}", &["invalid_field"][..]),
+    ] {
+        documents_codes(&arbiter, method, path, codes);
+    }
+}
+
+/// Asserts that `method path` in `doc` documents each of `codes` under its HTTP status.
+#[track_caller]
+fn documents_codes(doc: &serde_json::Value, method: &str, path: &str, codes: &[&str]) {
+    let responses = doc["paths"][path][method]["responses"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{method} {path} is not documented"));
+    for code in codes {
+        let status = code_status(code).to_string();
+        let description = responses
+            .get(&status)
+            .and_then(|r| r["description"].as_str())
+            .unwrap_or_else(|| panic!("{path}: no {status} answer for {code}"));
+        assert!(
+            description.contains(code),
+            "{path}: {status} does not name {code}: {description}"
+        );
     }
 }
 
@@ -201,9 +251,11 @@ fn code_status(name: &str) -> u16 {
 #[test]
 fn every_documented_route_answers_and_other_methods_are_refused() {
     let w = World::new(&[]);
-    for routes in [BANK_ROUTES, CENTER_ROUTES] {
+    for routes in [BANK_ROUTES, CENTER_ROUTES, ARBITER_ROUTES] {
         let documented = expected(routes);
-        for (method, path) in &documented {
+        for (method, template) in &documented {
+            // A path parameter gets a value of the right form.
+            let path = &template.replace("{s2}", &"00".repeat(32));
             let body: &[u8] = if method == "post" { b"{}" } else { b"" };
             let content_type = (method == "post").then_some("application/json");
             match w.raw(&method.to_uppercase(), path, content_type, body) {
@@ -215,7 +267,7 @@ fn every_documented_route_answers_and_other_methods_are_refused() {
             }
             for other in METHODS
                 .iter()
-                .filter(|m| !documented.contains(&(m.to_string(), path.clone())))
+                .filter(|m| !documented.contains(&(m.to_string(), template.clone())))
             {
                 let f = w.raw(&other.to_uppercase(), path, None, b"").unwrap_err();
                 assert_eq!(
@@ -231,4 +283,6 @@ fn every_documented_route_answers_and_other_methods_are_refused() {
     assert_eq!(served, serde_json::to_value(bank_openapi()).unwrap());
     let served: serde_json::Value = w.get("/center/openapi.json").unwrap();
     assert_eq!(served, serde_json::to_value(center_openapi()).unwrap());
+    let served: serde_json::Value = w.get("/arbiter/openapi.json").unwrap();
+    assert_eq!(served, serde_json::to_value(arbiter_openapi()).unwrap());
 }

@@ -11,7 +11,7 @@ use apdu_spec::units::UnitMessage;
 use common::*;
 use p256::ecdsa::SigningKey;
 use p256::elliptic_curve::Generate;
-use valuecard_backend::arbiter::{self, Arbiter};
+use valuecard_backend::arbiter::{self, Arbiter, ArbiterConfig};
 use valuecard_backend::bank::{self, Bank, BankConfig};
 use valuecard_backend::center::{self, Center, CenterConfig};
 use valuecard_backend::clock::ManualClock;
@@ -65,7 +65,7 @@ fn file_databases_reopen_with_state_intact() {
         path(&dir, "arbiter.sqlite"),
     );
     let open_bank = || Bank::open(&bank_file, clock.clone(), BankConfig::default(), ADMIN).unwrap();
-    let arbiter_key = *Arbiter::open(&arbiter_file).unwrap().public_key();
+    let arbiter_key = arbiter::public_key(&arbiter::open_database(&arbiter_file).unwrap()).unwrap();
     let bank = open_bank();
     let open_center = |bank_key| {
         Center::open(
@@ -140,7 +140,7 @@ fn file_databases_reopen_with_state_intact() {
         (bank_key, issuer_key)
     );
     assert_eq!(
-        *Arbiter::open(&arbiter_file).unwrap().public_key(),
+        arbiter::public_key(&arbiter::open_database(&arbiter_file).unwrap()).unwrap(),
         arbiter_key
     );
     assert_eq!(bank.database().dump().unwrap(), bank_dump);
@@ -643,4 +643,165 @@ fn the_schema_keeps_the_unit_ledger_by_itself() {
         row("SELECT delivery_counter FROM tickets WHERE serial = x'4131'"),
         vec![Value::Int(4)]
     );
+}
+
+const VERDICT_COLUMNS: &str = "s2, a, outcome, signature, responder_id, responder_certificate,
+    initiator_id, initiator_certificate, agreement_signature, resolve_signature,
+    cancel_signature, day";
+
+fn verdict_row(db: &Database, s2: &[u8; 32]) -> Vec<Value> {
+    db.transaction(|tx| {
+        tx.query_opt(
+            &format!("SELECT {VERDICT_COLUMNS} FROM verdicts WHERE s2 = ?1"),
+            &[Value::Blob(s2.to_vec())],
+        )
+    })
+    .unwrap()
+    .unwrap()
+    .0
+}
+
+#[test]
+fn the_schema_keeps_one_final_verdict_per_session_by_itself() {
+    let issuer = SigningKey::generate_from_rng(&mut rand::rng());
+    let arbiter = Arbiter::open(
+        ":memory:",
+        Arc::new(ManualClock::new(START)),
+        ArbiterConfig {
+            issuer_public_key: *issuer.verifying_key(),
+        },
+    )
+    .unwrap();
+    let (a, b) = (SoftCard::new(&issuer), SoftCard::new(&issuer));
+    let (completed, cancelled) = (Session::new(&a, &b), Session::new(&a, &b));
+    arbiter
+        .resolve(&resolve_request(&a, &b, &completed))
+        .unwrap();
+    arbiter.cancel(&cancel_request(&b, &cancelled)).unwrap();
+    let db = arbiter.database();
+    let complete = verdict_row(db, &completed.s2);
+    let cancel = verdict_row(db, &cancelled.s2);
+    assert_eq!(complete[2], Value::Text("complete".into()));
+    assert_eq!(cancel[2], Value::Text("cancel".into()));
+    let insert = format!(
+        "INSERT INTO verdicts ({VERDICT_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    );
+
+    // A second verdict for a decided session: the other outcome, with a proof that would
+    // pass every CHECK (B's cancel request), in every way SQL has to write one.
+    let mut second = cancel.clone();
+    second[0] = complete[0].clone();
+    second[1] = complete[1].clone();
+    for verb in [
+        "INSERT",
+        "INSERT OR REPLACE",
+        "REPLACE",
+        "INSERT OR IGNORE",
+        "INSERT OR FAIL",
+    ] {
+        let sql = insert.replacen("INSERT", verb, 1);
+        let refused = refused_by(db, &sql, &second);
+        // OR IGNORE may succeed doing nothing; every other form is an error.
+        if verb != "INSERT OR IGNORE" {
+            assert!(refused.is_some(), "{verb} recorded a second verdict");
+        }
+    }
+    assert_eq!(
+        refused_by(
+            db,
+            &format!("{insert} ON CONFLICT (s2) DO UPDATE SET outcome = excluded.outcome"),
+            &second
+        ),
+        Some(Constraint::Other)
+    );
+    // Verdicts are never changed or deleted.
+    for sql in [
+        "UPDATE verdicts SET outcome = 'cancel' WHERE outcome = 'complete'",
+        "UPDATE verdicts SET signature = zeroblob(64)",
+        "UPDATE verdicts SET day = day + 1",
+        "DELETE FROM verdicts WHERE outcome = 'cancel'",
+        "DELETE FROM verdicts",
+    ] {
+        assert_eq!(refused_by(db, sql, &[]), Some(Constraint::Other), "{sql}");
+    }
+    assert_eq!(verdict_row(db, &completed.s2), complete);
+    assert_eq!(verdict_row(db, &cancelled.s2), cancel);
+
+    // A new session's row must carry the proof its outcome needs.
+    let fresh = |row: &[Value]| {
+        let mut row = row.to_vec();
+        row[0] = Value::Blob(vec![0xEE; 32]);
+        row
+    };
+    let (new_complete, new_cancel) = (fresh(&complete), fresh(&cancel));
+    let broken: Vec<(&str, Vec<Value>)> = vec![
+        ("a COMPLETE without Sa", {
+            let mut r = new_complete.clone();
+            r[8] = Value::Null;
+            r
+        }),
+        ("a COMPLETE without the initiator", {
+            let mut r = new_complete.clone();
+            r[6] = Value::Null;
+            r[7] = Value::Null;
+            r
+        }),
+        ("a COMPLETE with a cancel request", {
+            let mut r = new_complete.clone();
+            r[10] = cancel[10].clone();
+            r
+        }),
+        ("a COMPLETE between a card and itself", {
+            let mut r = new_complete.clone();
+            r[6] = r[4].clone();
+            r[7] = r[5].clone();
+            r
+        }),
+        ("a CANCEL without Sab", {
+            let mut r = new_cancel.clone();
+            r[10] = Value::Null;
+            r
+        }),
+        ("a CANCEL with A's resolve request", {
+            let mut r = new_cancel.clone();
+            r[9] = complete[9].clone();
+            r
+        }),
+        ("a responder id that is not its certificate's", {
+            let mut r = new_cancel.clone();
+            r[4] = Value::Blob(a.id.to_vec());
+            r
+        }),
+        ("an initiator id that is not its certificate's", {
+            let mut r = new_complete.clone();
+            r[6] = Value::Blob(vec![0x11; 32]);
+            r
+        }),
+        ("a short arbiter signature", {
+            let mut r = new_cancel.clone();
+            r[3] = Value::Blob(vec![1; 63]);
+            r
+        }),
+        ("an outcome that is neither", {
+            let mut r = new_cancel.clone();
+            r[2] = Value::Text("undecided".into());
+            r
+        }),
+        ("a time as text", {
+            let mut r = new_cancel.clone();
+            r[11] = Value::Text("today".into());
+            r
+        }),
+    ];
+    for (what, row) in &broken {
+        assert!(
+            refused_by(db, &insert, row).is_some(),
+            "{what} was recorded"
+        );
+    }
+    // The rows above fail for what was changed: unchanged, they are taken.
+    db.transaction(|tx| tx.execute(&insert, &new_complete))
+        .unwrap();
+    assert_eq!(db.dump().unwrap()["verdicts"].len(), 3);
 }

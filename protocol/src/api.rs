@@ -1,6 +1,7 @@
-//! The JSON bodies of the bank's and the center's HTTP API. Bytes travel as lowercase hex.
-//! Routes live in the backend (`valuecard_backend::http`), which serves the OpenAPI
-//! document built from these types at `/bank/openapi.json` and `/center/openapi.json`.
+//! The JSON bodies of the bank's, the center's and the arbiter's HTTP API. Bytes travel as
+//! lowercase hex. Routes live in the backend (`valuecard_backend::http`), which serves the
+//! OpenAPI documents built from these types at `/bank/openapi.json`, `/center/openapi.json`
+//! and `/arbiter/openapi.json`.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,6 +12,7 @@ use crate::{ErrorCode, UnixTime};
 /// alone or with the others in one process.
 pub const BANK_PREFIX: &str = "/bank";
 pub const CENTER_PREFIX: &str = "/center";
+pub const ARBITER_PREFIX: &str = "/arbiter";
 
 /// Every error answer: a stable code and a message for people.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -483,6 +485,140 @@ pub struct CardLedger {
     pub tickets: Vec<IssuedTicket>,
 }
 
+// ---- arbiter ---------------------------------------------------------------------------
+//
+// The arbiter decides exchanges that the cards could not finish between themselves
+// (PROTOCOLS.md, "Fair exchange: card to card"): one verdict per session, named by s2, once
+// and for all. The signatures and certificates travel exactly as the cards answered them
+// (apdu-spec `exchange` and `cert`).
+
+/// A verdict's outcome: `"complete"` (A stores V2, B stores V1) or `"cancel"` (each card gets
+/// its own value back).
+pub use apdu_spec::exchange::Outcome;
+
+fn outcome_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["complete", "cancel"]))
+        .description(Some(
+            "complete: A stores V2 and B stores V1; cancel: A gets V1 back and B gets V2 back",
+        ))
+        .build()
+}
+
+/// `GET /arbiter/v1/info`: the key that signs verdicts (cards are personalised with it), and
+/// the issuer whose card certificates the arbiter takes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ArbiterInfo {
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub arbiter_public_key: [u8; 33],
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub issuer_public_key: [u8; 33],
+}
+
+/// `POST /arbiter/v1/cancellations`: the responder B's cancel request, as CANCEL answered
+/// it. Recorded as CANCEL unless the session has a verdict already, which is returned
+/// instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArbiterCancelRequest {
+    /// The session: s2 = SHA-256(r2), 32 bytes, hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub s2: [u8; 32],
+    /// The agreement hash a, 32 bytes, hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub a: [u8; 32],
+    /// Sab: B's signature over `a ‖ s2` under `valuecard/cancel/v1`, r || s (64 bytes), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub cancel_signature: Vec<u8>,
+    /// B's card certificate (`7F21`, apdu-spec `cert`), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub responder_certificate: Vec<u8>,
+}
+
+/// `POST /arbiter/v1/resolutions`: the initiator A's resolve request, as RESOLVE answered
+/// it. Recorded as COMPLETE unless the session has a verdict already, which is returned
+/// instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArbiterResolveRequest {
+    /// The session: s2 = SHA-256(r2), 32 bytes, hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub s2: [u8; 32],
+    /// The agreement hash a, 32 bytes, hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub a: [u8; 32],
+    /// Sa: B's signature over `a ‖ s2` under `valuecard/agree/v1` (proof that B escrowed
+    /// V2), r || s (64 bytes), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub agreement_signature: Vec<u8>,
+    /// Sr: A's signature over `a ‖ s2` under `valuecard/resolve/v1`, r || s (64 bytes), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub resolve_signature: Vec<u8>,
+    /// A's card certificate (`7F21`), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub initiator_certificate: Vec<u8>,
+    /// B's card certificate (`7F21`), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub responder_certificate: Vec<u8>,
+}
+
+/// The arbiter's verdict on one session, signed: the body of APPLY VERDICT is built from
+/// it. A card applies it only if `a` and `s2` are its session's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Verdict {
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub s2: [u8; 32],
+    /// The agreement hash recorded with the verdict: that of the request that decided it,
+    /// which may differ from a later request's.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub a: [u8; 32],
+    #[schema(schema_with = outcome_schema)]
+    pub outcome: Outcome,
+    /// The arbiter's signature over `s2 ‖ a ‖ outcome` (one byte: 01 complete, 02 cancel)
+    /// under `valuecard/verdict/v1`, r || s, hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub signature: [u8; 64],
+    /// True when the verdict existed before this request (it was not decided by it).
+    pub replayed: bool,
+}
+
+impl Verdict {
+    /// Whether `arbiter` signed this verdict.
+    pub fn verifies(&self, arbiter: &p256::ecdsa::VerifyingKey) -> bool {
+        apdu_spec::exchange::verify_verdict(
+            arbiter,
+            &self.s2,
+            &self.a,
+            self.outcome,
+            &self.signature,
+        )
+    }
+}
+
+/// `GET /arbiter/v1/verdicts/{s2}`: the recorded verdict, or `null` when the session has
+/// none (an answer, not an error).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerdictAnswer {
+    pub verdict: Option<Verdict>,
+}
+
 /// Optional fixed-size byte arrays as hex.
 mod hex_opt {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -519,5 +655,65 @@ mod hex_vec_opt {
         Option::<String>::deserialize(d)?
             .map(|text| hex::decode(text).map_err(serde::de::Error::custom))
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::SigningKey;
+    use p256::elliptic_curve::Generate;
+    use serde_json::json;
+
+    #[test]
+    fn verdicts_travel_as_documented() {
+        let arbiter = SigningKey::generate_from_rng(&mut rand::rng());
+        let (s2, a) = ([1; 32], [2; 32]);
+        let verdict = Verdict {
+            s2,
+            a,
+            outcome: Outcome::Cancel,
+            signature: apdu_spec::exchange::sign_verdict(&arbiter, &s2, &a, Outcome::Cancel),
+            replayed: false,
+        };
+        let value = serde_json::to_value(&verdict).expect("serialises");
+        assert_eq!(value["outcome"], json!("cancel"));
+        assert_eq!(value["s2"], json!("01".repeat(32)));
+        assert_eq!(
+            serde_json::from_value::<Verdict>(value).expect("parses"),
+            verdict
+        );
+        assert!(verdict.verifies(arbiter.verifying_key()));
+        let flipped = Verdict {
+            outcome: Outcome::Complete,
+            ..verdict.clone()
+        };
+        assert!(!flipped.verifies(arbiter.verifying_key()));
+
+        // "none" is an answer with a null verdict, not a missing field.
+        let none = serde_json::to_value(VerdictAnswer { verdict: None }).expect("serialises");
+        assert_eq!(none, json!({ "verdict": null }));
+        let some = serde_json::to_value(VerdictAnswer {
+            verdict: Some(verdict),
+        })
+        .expect("serialises");
+        assert_eq!(some["verdict"]["outcome"], json!("cancel"));
+    }
+
+    #[test]
+    fn arbiter_requests_refuse_unknown_fields_and_bad_lengths() {
+        let ok = json!({
+            "s2": "00".repeat(32),
+            "a": "11".repeat(32),
+            "cancel_signature": "22".repeat(64),
+            "responder_certificate": "7f21",
+        });
+        assert!(serde_json::from_value::<ArbiterCancelRequest>(ok.clone()).is_ok());
+        let mut extra = ok.clone();
+        extra["initiator_certificate"] = json!("7f21");
+        assert!(serde_json::from_value::<ArbiterCancelRequest>(extra).is_err());
+        let mut short = ok;
+        short["s2"] = json!("00".repeat(31));
+        assert!(serde_json::from_value::<ArbiterCancelRequest>(short).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! `valuecard-backend`: runs the bank, the center, or both (with the arbiter's key) over HTTP.
+//! `valuecard-backend`: runs the bank, the center, the arbiter, or all three over HTTP.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use clap::{Parser, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use apdu_spec::cert::encode_public_key;
-use valuecard_backend::arbiter::Arbiter;
+use valuecard_backend::arbiter::{self, Arbiter, ArbiterConfig};
 use valuecard_backend::bank::{Bank, BankConfig};
 use valuecard_backend::center::{Center, CenterConfig};
 use valuecard_backend::clock::{Clock, DAY, SystemClock};
@@ -24,14 +24,17 @@ enum Role {
     Bank,
     /// Card registration, redemptions, loads, unloads and tickets (routes under /center).
     Center,
-    /// The bank and the center in one process, with the arbiter's key.
+    /// Verdicts on card-to-card exchanges (routes under /arbiter).
+    Arbiter,
+    /// The bank, the center and the arbiter in one process, wired to each other's keys.
     All,
 }
 
-/// The valuecard bank and center: HTTP and JSON over SQLite.
+/// The valuecard bank, center and arbiter: HTTP and JSON over SQLite.
 ///
-/// Every route lives under its role's prefix (/bank/v1/..., /center/v1/...) in every mode,
-/// plus GET /healthz. The API documents are at /bank/openapi.json and /center/openapi.json.
+/// Every route lives under its role's prefix (/bank/v1/..., /center/v1/..., /arbiter/v1/...)
+/// in every mode, plus GET /healthz. The API documents are at /bank/openapi.json,
+/// /center/openapi.json and /arbiter/openapi.json.
 ///
 /// Once listening, the program prints exactly one line to standard output,
 /// `valuecard-backend listening on http://IP:PORT`, and logs to standard error (set the
@@ -45,6 +48,8 @@ enum Role {
 ///
 ///   valuecard-backend center --db center.sqlite --admin-token-file /run/secrets/admin \
 ///       --bank-public-key 02ab... --arbiter-public-key 03cd...
+///
+///   valuecard-backend arbiter --db arbiter.sqlite --issuer-public-key 02ef...
 #[derive(Debug, Parser)]
 #[command(name = "valuecard-backend", version, verbatim_doc_comment)]
 struct Cli {
@@ -56,15 +61,16 @@ struct Cli {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8640")]
     listen: String,
 
-    /// Database: an SQLite file for `bank` and `center`; for `all`, a directory that will
-    /// hold bank.sqlite, center.sqlite and arbiter.sqlite (created if missing). `:memory:`
-    /// keeps everything in memory, lost at exit.
+    /// Database: an SQLite file for `bank`, `center` and `arbiter`; for `all`, a directory
+    /// that will hold bank.sqlite, center.sqlite and arbiter.sqlite (created if missing).
+    /// `:memory:` keeps everything in memory, lost at exit.
     #[arg(long, value_name = "PATH")]
     db: PathBuf,
 
     /// File holding the admin token for the admin routes of the bank and the center
     /// (`Authorization: Bearer <token>`; `all` gives both the same one). Without it, the
-    /// token is read from the environment variable VALUECARD_ADMIN_TOKEN. Required.
+    /// token is read from the environment variable VALUECARD_ADMIN_TOKEN. Required, but by
+    /// `arbiter`, which has no admin routes.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
 
@@ -76,6 +82,11 @@ struct Cli {
     /// `center` only: the arbiter's public key (compressed P-256, hex), given to cards.
     #[arg(long, value_name = "HEX")]
     arbiter_public_key: Option<String>,
+
+    /// `arbiter` only: the issuer's public key (compressed P-256, hex), which the center
+    /// logs at startup. The arbiter takes only card certificates signed with it.
+    #[arg(long, value_name = "HEX")]
+    issuer_public_key: Option<String>,
 
     /// Currency of the bank's accounts and of the center's unit accounts.
     #[arg(long, value_name = "CODE", default_value = "JPY")]
@@ -127,8 +138,12 @@ fn admin_token(cli: &Cli) -> Result<String, String> {
     Ok(token)
 }
 
-fn public_key_arg(value: Option<&str>, flag: &str) -> Result<p256::ecdsa::VerifyingKey, String> {
-    let value = value.ok_or_else(|| format!("`center` needs {flag} HEX"))?;
+fn public_key_arg(
+    value: Option<&str>,
+    role: &str,
+    flag: &str,
+) -> Result<p256::ecdsa::VerifyingKey, String> {
+    let value = value.ok_or_else(|| format!("`{role}` needs {flag} HEX"))?;
     parse_bank_key(value).ok_or_else(|| format!("{flag}: not a compressed P-256 public key in hex"))
 }
 
@@ -161,7 +176,7 @@ fn run(cli: Cli) -> Result<(), String> {
             keys_to_log.push(("bank", hex::encode(bank.public_key())));
             Roles {
                 bank: Some(Arc::new(bank)),
-                center: None,
+                ..Roles::default()
             }
         }
         Role::Center => {
@@ -169,23 +184,48 @@ fn run(cli: Cli) -> Result<(), String> {
                 currency: cli.currency.clone(),
                 bank_public_key: public_key_arg(
                     cli.bank_public_key.as_deref(),
+                    "center",
                     "--bank-public-key",
                 )?,
                 arbiter_public_key: public_key_arg(
                     cli.arbiter_public_key.as_deref(),
+                    "center",
                     "--arbiter-public-key",
                 )?,
             };
             let center = Center::open(&db_path(&cli.db)?, clock, config, &admin_token(&cli)?)?;
             keys_to_log.push(("issuer", hex::encode(center.issuer_public_key())));
             Roles {
-                bank: None,
                 center: Some(Arc::new(center)),
+                ..Roles::default()
+            }
+        }
+        Role::Arbiter => {
+            let config = ArbiterConfig {
+                issuer_public_key: public_key_arg(
+                    cli.issuer_public_key.as_deref(),
+                    "arbiter",
+                    "--issuer-public-key",
+                )?,
+            };
+            let arbiter =
+                Arbiter::open(&db_path(&cli.db)?, clock, config).map_err(|e| e.to_string())?;
+            keys_to_log.push((
+                "arbiter",
+                hex::encode(encode_public_key(arbiter.public_key())),
+            ));
+            keys_to_log.push(("issuer", hex::encode(arbiter.info().issuer_public_key)));
+            Roles {
+                arbiter: Some(Arc::new(arbiter)),
+                ..Roles::default()
             }
         }
         Role::All => {
-            if cli.bank_public_key.is_some() || cli.arbiter_public_key.is_some() {
-                return Err("`all` wires the center to its own bank and arbiter keys: drop --bank-public-key and --arbiter-public-key".into());
+            if cli.bank_public_key.is_some()
+                || cli.arbiter_public_key.is_some()
+                || cli.issuer_public_key.is_some()
+            {
+                return Err("`all` wires the bank, the center and the arbiter to each other's keys: drop --bank-public-key, --arbiter-public-key and --issuer-public-key".into());
             }
             let dir = db_path(&cli.db)?;
             let path = |name: &str| -> Result<String, String> {
@@ -199,13 +239,24 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             let admin = admin_token(&cli)?;
             let bank = Bank::open(&path("bank.sqlite")?, clock.clone(), bank_config(), &admin)?;
-            let arbiter = Arbiter::open(&path("arbiter.sqlite")?).map_err(|e| e.to_string())?;
+            // The center hands cards the arbiter's key, and the arbiter takes the center's
+            // certificates: the arbiter's key first, then the center, then the arbiter.
+            let arbiter_db =
+                arbiter::open_database(&path("arbiter.sqlite")?).map_err(|e| e.to_string())?;
             let config = CenterConfig {
                 currency: cli.currency.clone(),
                 bank_public_key: *bank.verifying_key(),
-                arbiter_public_key: *arbiter.public_key(),
+                arbiter_public_key: arbiter::public_key(&arbiter_db).map_err(|e| e.to_string())?,
             };
-            let center = Center::open(&path("center.sqlite")?, clock, config, &admin)?;
+            let center = Center::open(&path("center.sqlite")?, clock.clone(), config, &admin)?;
+            let arbiter = Arbiter::new(
+                arbiter_db,
+                clock,
+                ArbiterConfig {
+                    issuer_public_key: *center.issuer_verifying_key(),
+                },
+            )
+            .map_err(|e| e.to_string())?;
             keys_to_log.push(("bank", hex::encode(bank.public_key())));
             keys_to_log.push(("issuer", hex::encode(center.issuer_public_key())));
             keys_to_log.push((
@@ -215,6 +266,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Roles {
                 bank: Some(Arc::new(bank)),
                 center: Some(Arc::new(center)),
+                arbiter: Some(Arc::new(arbiter)),
             }
         }
     };

@@ -1,16 +1,19 @@
-//! A bank and a center with in-memory databases and a manual clock, behind a real HTTP
-//! listener on 127.0.0.1:0, and a client that does what the terminal does.
+//! A bank, a center and an arbiter with in-memory databases and a manual clock, behind a
+//! real HTTP listener on 127.0.0.1:0, and a client that does what the terminal does.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::Arc;
 
 use p256::ecdsa::SigningKey;
 use p256::elliptic_curve::Generate;
+use rand::RngExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use apdu_spec::cert::encode_public_key;
+use apdu_spec::cert::{Certificate, encode_public_key};
+use apdu_spec::exchange;
 use apdu_spec::units::{self, UnitMessage, domains};
+use valuecard_backend::arbiter::{self, Arbiter, ArbiterConfig};
 use valuecard_backend::bank::{Bank, BankConfig};
 use valuecard_backend::center::{Center, CenterConfig};
 use valuecard_backend::clock::ManualClock;
@@ -58,6 +61,8 @@ pub struct World {
     pub clock: Arc<ManualClock>,
     pub bank: Arc<Bank>,
     pub center: Arc<Center>,
+    /// Takes the center's certificates, as in `all` mode.
+    pub arbiter: Arc<Arbiter>,
     pub server: ServerHandle,
     pub agent: ureq::Agent,
     /// The key list as fetched at start, for the amounts asked for.
@@ -72,7 +77,8 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-fn answer<R: DeserializeOwned>(
+/// The JSON answer of a 200, or the error body's code and the HTTP status.
+pub fn answer<R: DeserializeOwned>(
     response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> Answer<R> {
     let mut response = response.expect("the server answers");
@@ -90,13 +96,43 @@ fn answer<R: DeserializeOwned>(
     })
 }
 
+/// A request with any method, content type and body to `url`: the error answer, or the
+/// status.
+pub fn raw(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Answer<u16> {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(ct) = content_type {
+        builder = builder.header("content-type", ct);
+    }
+    let request = builder.body(body.to_vec()).unwrap();
+    let mut response = agent.run(request).expect("the server answers");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("a body");
+    if status < 400 {
+        return Ok(status);
+    }
+    let body: ErrorBody = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("not an ErrorBody ({status}) {text}: {e}"));
+    Err(Failure {
+        status,
+        code: body.error.code,
+        message: body.error.message,
+    })
+}
+
 impl World {
-    /// A bank and a center, and the bank's keys for `amounts` imported into the center.
+    /// A bank, a center and an arbiter wired to each other's keys, and the bank's keys for
+    /// `amounts` imported into the center.
     pub fn new(amounts: &[u64]) -> World {
         let clock = Arc::new(ManualClock::new(START));
         let bank =
             Arc::new(Bank::open(":memory:", clock.clone(), BankConfig::default(), ADMIN).unwrap());
-        let arbiter = SigningKey::generate_from_rng(&mut rand::rng());
+        let arbiter_db = arbiter::open_database(":memory:").unwrap();
         let center = Arc::new(
             Center::open(
                 ":memory:",
@@ -104,21 +140,33 @@ impl World {
                 CenterConfig {
                     currency: "JPY".into(),
                     bank_public_key: *bank.verifying_key(),
-                    arbiter_public_key: *arbiter.verifying_key(),
+                    arbiter_public_key: arbiter::public_key(&arbiter_db).unwrap(),
                 },
                 ADMIN,
+            )
+            .unwrap(),
+        );
+        let arbiter = Arc::new(
+            Arbiter::new(
+                arbiter_db,
+                clock.clone(),
+                ArbiterConfig {
+                    issuer_public_key: *center.issuer_verifying_key(),
+                },
             )
             .unwrap(),
         );
         let app = http::router(Roles {
             bank: Some(bank.clone()),
             center: Some(center.clone()),
+            arbiter: Some(arbiter.clone()),
         });
         let server = ServerHandle::start("127.0.0.1:0", app).unwrap();
         let mut world = World {
             clock,
             bank,
             center,
+            arbiter,
             server,
             agent: agent(),
             keys: KeyList {
@@ -167,26 +215,7 @@ impl World {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Answer<u16> {
-        let mut builder = ureq::http::Request::builder()
-            .method(method)
-            .uri(self.url(path));
-        if let Some(ct) = content_type {
-            builder = builder.header("content-type", ct);
-        }
-        let request = builder.body(body.to_vec()).unwrap();
-        let mut response = self.agent.run(request).expect("the server answers");
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().expect("a body");
-        if status < 400 {
-            return Ok(status);
-        }
-        let body: ErrorBody = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("not an ErrorBody ({status}) {text}: {e}"));
-        Err(Failure {
-            status,
-            code: body.error.code,
-            message: body.error.message,
-        })
+        raw(&self.agent, method, &self.url(path), content_type, body)
     }
 
     pub fn dumps(&self) -> (Dump, Dump) {
@@ -514,4 +543,84 @@ pub fn refused<T: std::fmt::Debug>(
         before,
         "a refused request ({code}) changed a database"
     );
+}
+
+// ---- fair exchange ----------------------------------------------------------------------
+
+/// Five years, like the center's certificates.
+pub const CARD_VALIDITY: u64 = 5 * 365 * 86_400;
+
+/// A card in software: its key, and a certificate issued by `issuer` as the center does.
+#[derive(Clone, Debug)]
+pub struct SoftCard {
+    pub key: SigningKey,
+    pub id: [u8; 32],
+    pub certificate: Vec<u8>,
+}
+
+impl SoftCard {
+    /// A new card whose certificate is valid from START for five years.
+    pub fn new(issuer: &SigningKey) -> SoftCard {
+        Self::valid(issuer, START, START + CARD_VALIDITY)
+    }
+
+    pub fn valid(issuer: &SigningKey, not_before: u64, not_after: u64) -> SoftCard {
+        let key = SigningKey::generate_from_rng(&mut rand::rng());
+        let cert = Certificate::issue(issuer, key.verifying_key(), not_before, not_after);
+        SoftCard {
+            id: cert.card_id,
+            certificate: cert.encode(),
+            key,
+        }
+    }
+
+    /// The card's signature over `a ‖ s2` under `domain`, as its exchange commands make it.
+    pub fn sign(&self, domain: &str, a: &[u8; 32], s2: &[u8; 32]) -> Vec<u8> {
+        exchange::sign(&self.key, domain, a, s2).to_vec()
+    }
+}
+
+/// One exchange session between an initiator and a responder, with s2 and a made as the
+/// cards make them: A gives 300 JPY, B gives nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub s2: [u8; 32],
+    pub a: [u8; 32],
+}
+
+impl Session {
+    pub fn new(initiator: &SoftCard, responder: &SoftCard) -> Session {
+        let mut rng = rand::rng();
+        let (s1, r2): ([u8; 32], [u8; 32]) = (rng.random(), rng.random());
+        Session {
+            s2: exchange::commitment(&r2),
+            a: exchange::agreement(&s1, &Some(jpy(300)), &None, &initiator.id, &responder.id),
+        }
+    }
+}
+
+/// The responder's cancel request, as CANCEL answers it.
+pub fn cancel_request(responder: &SoftCard, session: &Session) -> ArbiterCancelRequest {
+    ArbiterCancelRequest {
+        s2: session.s2,
+        a: session.a,
+        cancel_signature: responder.sign(exchange::domains::CANCEL, &session.a, &session.s2),
+        responder_certificate: responder.certificate.clone(),
+    }
+}
+
+/// The initiator's resolve request, as RESOLVE answers it.
+pub fn resolve_request(
+    initiator: &SoftCard,
+    responder: &SoftCard,
+    session: &Session,
+) -> ArbiterResolveRequest {
+    ArbiterResolveRequest {
+        s2: session.s2,
+        a: session.a,
+        agreement_signature: responder.sign(exchange::domains::AGREE, &session.a, &session.s2),
+        resolve_signature: initiator.sign(exchange::domains::RESOLVE, &session.a, &session.s2),
+        initiator_certificate: initiator.certificate.clone(),
+        responder_certificate: responder.certificate.clone(),
+    }
 }
