@@ -20,6 +20,9 @@ use valuecard_protocol::api::{
     Registration, WithdrawAnswer, WithdrawRequest,
 };
 use valuecard_protocol::api::{
+    ArbiterCancelRequest, ArbiterInfo, ArbiterResolveRequest, Verdict, VerdictAnswer,
+};
+use valuecard_protocol::api::{
     CancelAcknowledgement, CardLedger, IssuedTicket, LedgerRequest, LoadAuthorisation,
     LoadCancellation, LoadOrder, TicketIssueRequest, UnloadAcknowledgement, UnloadOrder,
 };
@@ -42,6 +45,7 @@ const MAX_ANSWER: u64 = 4 << 20;
 pub enum Role {
     Bank,
     Center,
+    Arbiter,
 }
 
 impl fmt::Display for Role {
@@ -49,6 +53,7 @@ impl fmt::Display for Role {
         f.write_str(match self {
             Role::Bank => "bank",
             Role::Center => "center",
+            Role::Arbiter => "arbiter",
         })
     }
 }
@@ -145,6 +150,7 @@ impl Server {
         let prefix = match self.role {
             Role::Bank => api::BANK_PREFIX,
             Role::Center => api::CENTER_PREFIX,
+            Role::Arbiter => api::ARBITER_PREFIX,
         };
         format!("{}{prefix}{path}", self.base)
     }
@@ -162,6 +168,7 @@ impl Server {
         let point = match self.role {
             Role::Bank => Point::FailBank,
             Role::Center => Point::FailCenter,
+            Role::Arbiter => Point::FailArbiter,
         };
         if fault::fail_request(point) {
             return Err(self.network(url, format!("injected fault {}", point.name())));
@@ -251,6 +258,46 @@ fn excerpt(text: &str) -> String {
         cut.push('…');
     }
     format!("\"{cut}\"")
+}
+
+/// The arbiter's routes.
+#[derive(Clone)]
+pub struct ArbiterClient {
+    server: Server,
+}
+
+impl ArbiterClient {
+    pub fn new(base: &str) -> Self {
+        ArbiterClient {
+            server: Server::new(Role::Arbiter, base),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.server.base
+    }
+
+    pub fn info(&self) -> Result<ArbiterInfo> {
+        self.server.get("/v1/info", &[], TIMEOUT)
+    }
+
+    /// The responder's cancel request: the recorded verdict, or CANCEL.
+    pub fn cancel(&self, request: &ArbiterCancelRequest) -> Result<Verdict> {
+        self.server.post("/v1/cancellations", request, None)
+    }
+
+    /// The initiator's resolve request: the recorded verdict, or COMPLETE.
+    pub fn resolve(&self, request: &ArbiterResolveRequest) -> Result<Verdict> {
+        self.server.post("/v1/resolutions", request, None)
+    }
+
+    /// The verdict recorded for `s2`, if any.
+    pub fn verdict(&self, s2: &[u8; 32]) -> Result<Option<Verdict>> {
+        let answer: VerdictAnswer =
+            self.server
+                .get(&format!("/v1/verdicts/{}", hex::encode(s2)), &[], TIMEOUT)?;
+        Ok(answer.verdict)
+    }
 }
 
 /// The bank's routes.

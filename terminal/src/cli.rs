@@ -52,8 +52,8 @@ pub struct Global {
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0.0)]
     pub wait: f64,
 
-    /// The valuecard backend (bank and center): scheme, host and port. Routes under /bank
-    /// and /center are appended.
+    /// The valuecard backend (bank, center and arbiter): scheme, host and port. Routes under
+    /// /bank, /center and /arbiter are appended.
     #[arg(
         long,
         global = true,
@@ -70,6 +70,10 @@ pub struct Global {
     /// The center, when it is not at --backend.
     #[arg(long, global = true, env = "VALUECARD_CENTER", value_name = "URL")]
     pub center: Option<String>,
+
+    /// The arbiter, when it is not at --backend.
+    #[arg(long, global = true, env = "VALUECARD_ARBITER", value_name = "URL")]
+    pub arbiter: Option<String>,
 
     /// The journal of withdrawals in flight [default: $XDG_DATA_HOME/valuecard/journal.json,
     /// or ~/.local/share/valuecard/journal.json].
@@ -224,7 +228,9 @@ little money) was never debited, and leaves the journal.
 Then the card in the reader (if there is one): a load request still pending on it is sent
 to the center again (which answers the same authorisation, and never debits twice) and
 applied, or cancelled when the center refuses it; unload receipts and load cancellations it
-keeps are sent to the center and cleared with its acknowledgement.
+keeps are sent to the center and cleared with its acknowledgement. Its open exchange
+sessions are settled: ABORT for an initiator that has signed nothing, otherwise the
+arbiter's verdict, asked for with RESOLVE or CANCEL when it has none yet.
 
 With nothing in the journal or on the card this says \"nothing to recover\" and exits 0;
 it exits 1 when something is left.
@@ -316,6 +322,72 @@ Examples:
     Tickets {
         #[command(subcommand)]
         command: Option<TicketsCommand>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Swap values between two cards, relayed by this terminal: either both move or neither.
+    #[command(
+        after_help = "The initiator gives --give and takes --take; the responder gives --take and takes
+--give. Either may be `nothing` (a one-way payment). Values are written AMOUNT CODE
+(300JPY), ticket:CODE:SERIAL (serial in hex), or nothing.
+
+The five steps run as PROTOCOLS.md gives them: START (the initiator reserves its value),
+AGREE (the responder checks the offer and escrows its value), CONFIRM (the initiator
+checks the responder's signed agreement and escrows its value), COMMIT (the responder
+takes the initiator's value and reveals its secret), FINISH (the initiator takes the
+responder's value). This terminal only relays: every message is signed or checked by a
+card. When a step fails, each card's session is settled: ABORT where the initiator has
+signed nothing, otherwise the arbiter's verdict (a CANCEL request from the responder, a
+RESOLVE request from the initiator), applied on the card.
+
+Each card needs its PIN: --initiator-pin and --responder-pin, VALUECARD_INITIATOR_PIN and
+VALUECARD_RESPONDER_PIN, or a prompt.
+
+Examples:
+  valuecard exchange --initiator 0 --responder 1 --give 300JPY --take ticket:CONCERT:00C0FFEE
+  valuecard exchange --initiator-state a.state --responder-state b.state --give 50JPY --take nothing"
+    )]
+    Exchange {
+        /// The initiator's reader (name, part of it, or index).
+        #[arg(long, value_name = "READER")]
+        initiator: Option<String>,
+        /// The initiator as an in-process card whose state lives in FILE.
+        #[arg(long, value_name = "FILE", conflicts_with = "initiator")]
+        initiator_state: Option<PathBuf>,
+        /// The responder's reader.
+        #[arg(long, value_name = "READER")]
+        responder: Option<String>,
+        /// The responder as an in-process card whose state lives in FILE.
+        #[arg(long, value_name = "FILE", conflicts_with = "responder")]
+        responder_state: Option<PathBuf>,
+        /// What the initiator gives.
+        #[arg(long, value_name = "VALUE")]
+        give: String,
+        /// What the initiator takes (the responder gives).
+        #[arg(long, value_name = "VALUE")]
+        take: String,
+        /// The initiator card's PIN.
+        #[arg(long, env = "VALUECARD_INITIATOR_PIN", hide_env_values = true)]
+        initiator_pin: Option<String>,
+        /// The responder card's PIN.
+        #[arg(long, env = "VALUECARD_RESPONDER_PIN", hide_env_values = true)]
+        responder_pin: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List the open exchange sessions on the card.
+    #[command(
+        after_help = "Runs LIST SESSIONS; nothing changes. `valuecard recover` settles them.
+
+Examples:
+  valuecard sessions
+  valuecard --reader 1 sessions --json"
+    )]
+    Sessions {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

@@ -6,6 +6,11 @@ use std::fmt;
 use apdu_spec::apdu::{self, Apdu, Response};
 use apdu_spec::atr::Atr;
 use apdu_spec::commands::{self, ins};
+use apdu_spec::exchange::messages::{
+    AbortBody, AgreeAnswer, AgreeBody, CancelAnswer, CancelBody, CommitAnswer, CommitBody,
+    ConfirmAnswer, ConfirmBody, FinishBody, MessageError, ResolveAnswer, ResolveBody, SessionInfo,
+    StartAnswer, StartBody, VerdictBody, decode_sessions,
+};
 use apdu_spec::objects::{self, CardInfo, Personalization, tag};
 use apdu_spec::units::{
     self, Acknowledgement, InFlight, LoadApply, ReceiptKind, SignedMessage, UnitValue,
@@ -418,6 +423,70 @@ impl<T: Transport> Client<T> {
     pub fn unload_ack(&mut self, kind: ReceiptKind, ack: &Acknowledgement) -> Result<()> {
         self.command(&commands::UNLOAD_ACK, kind.ack_p1(), 0, &ack.encode(), 0)
             .map(drop)
+    }
+
+    /// A command whose answer is one of the exchange's messages.
+    fn exchange_command<A>(
+        &mut self,
+        def: &commands::CommandDef,
+        body: &[u8],
+        decode: impl Fn(&[u8]) -> std::result::Result<A, MessageError>,
+    ) -> Result<A> {
+        let answer = self.command(def, 0, 0, body, 65536)?;
+        decode(&answer).map_err(|e| bad_answer(def.name, e))
+    }
+
+    /// START (PIN verified first): the initiator reserves V1 and opens a session.
+    pub fn start(&mut self, body: &StartBody) -> Result<StartAnswer> {
+        self.exchange_command(&commands::START, &body.encode(), StartAnswer::decode)
+    }
+
+    /// AGREE (PIN verified first): the responder checks the offer and escrows V2.
+    pub fn agree(&mut self, body: &AgreeBody) -> Result<AgreeAnswer> {
+        self.exchange_command(&commands::AGREE, &body.encode(), AgreeAnswer::decode)
+    }
+
+    /// CONFIRM: the initiator checks the agreement and escrows V1 for good.
+    pub fn confirm(&mut self, body: &ConfirmBody) -> Result<ConfirmAnswer> {
+        self.exchange_command(&commands::CONFIRM, &body.encode(), ConfirmAnswer::decode)
+    }
+
+    /// COMMIT: the responder stores V1 and reveals r2.
+    pub fn commit(&mut self, body: &CommitBody) -> Result<CommitAnswer> {
+        self.exchange_command(&commands::COMMIT, &body.encode(), CommitAnswer::decode)
+    }
+
+    /// FINISH: the initiator stores V2.
+    pub fn finish(&mut self, body: &FinishBody) -> Result<()> {
+        self.command(&commands::FINISH, 0, 0, &body.encode(), 0)
+            .map(drop)
+    }
+
+    /// ABORT: the initiator, still in START, releases V1.
+    pub fn abort(&mut self, body: &AbortBody) -> Result<()> {
+        self.command(&commands::ABORT, 0, 0, &body.encode(), 0)
+            .map(drop)
+    }
+
+    /// CANCEL: the responder gives up committing and answers a cancel request.
+    pub fn cancel(&mut self, body: &CancelBody) -> Result<CancelAnswer> {
+        self.exchange_command(&commands::CANCEL, &body.encode(), CancelAnswer::decode)
+    }
+
+    /// RESOLVE: the initiator's resolve request for the arbiter.
+    pub fn resolve(&mut self, body: &ResolveBody) -> Result<ResolveAnswer> {
+        self.exchange_command(&commands::RESOLVE, &body.encode(), ResolveAnswer::decode)
+    }
+
+    /// APPLY VERDICT: the arbiter's decision ends the session on this card.
+    pub fn apply_verdict(&mut self, body: &VerdictBody) -> Result<()> {
+        self.command(&commands::APPLY_VERDICT, 0, 0, &body.encode(), 0)
+            .map(drop)
+    }
+
+    /// LIST SESSIONS: the card's open exchange sessions.
+    pub fn sessions(&mut self) -> Result<Vec<SessionInfo>> {
+        self.exchange_command(&commands::LIST_SESSIONS, &[], decode_sessions)
     }
 
     /// TEST RESET: erase an emulator in test mode back to blank.

@@ -14,6 +14,7 @@
 //! | `journal-redeemed` | a piece is journaled as redeemed | abort |
 //! | `fail-bank` | the n-th HTTP request to the bank, before it is sent | it fails as a network error |
 //! | `fail-center` | the n-th HTTP request to the center, before it is sent | it fails as a network error |
+//! | `fail-arbiter` | the n-th HTTP request to the arbiter, before it is sent | it fails as a network error |
 //! | `before-load-request`, `after-load-request` | just before LOAD REQUEST goes to the card, just after its answer came | abort |
 //! | `center-load-answered` | the center's authorisation of a load arrived, not yet sent to the card | abort |
 //! | `before-load-apply`, `after-load-apply` | around LOAD APPLY | abort |
@@ -22,6 +23,7 @@
 //! | `before-unload`, `after-unload` | around UNLOAD | abort |
 //! | `center-unload-answered` | the center's acknowledgement of an unload arrived | abort |
 //! | `before-unload-ack`, `after-unload-ack` | around UNLOAD ACK | abort |
+//! | `after-start`, `after-agree`, `after-confirm`, `after-commit` | an exchange step's answer came back from its card, before the next step | abort |
 //!
 //! For a card command, "before" is a card that never got the command, and "after" a card
 //! that carried it out and committed, but whose answer was lost: both are what a card pulled
@@ -44,6 +46,7 @@ pub enum Point {
     JournalRedeemed,
     FailBank,
     FailCenter,
+    FailArbiter,
     BeforeLoadRequest,
     AfterLoadRequest,
     CenterLoadAnswered,
@@ -57,9 +60,13 @@ pub enum Point {
     CenterUnloadAnswered,
     BeforeUnloadAck,
     AfterUnloadAck,
+    AfterStart,
+    AfterAgree,
+    AfterConfirm,
+    AfterCommit,
 }
 
-const POINTS: [(Point, &str); 20] = [
+const POINTS: [(Point, &str); 25] = [
     (Point::JournalBlinded, "journal-blinded"),
     (Point::BankAnswered, "bank-answered"),
     (Point::JournalSigned, "journal-signed"),
@@ -67,6 +74,7 @@ const POINTS: [(Point, &str); 20] = [
     (Point::JournalRedeemed, "journal-redeemed"),
     (Point::FailBank, "fail-bank"),
     (Point::FailCenter, "fail-center"),
+    (Point::FailArbiter, "fail-arbiter"),
     (Point::BeforeLoadRequest, "before-load-request"),
     (Point::AfterLoadRequest, "after-load-request"),
     (Point::CenterLoadAnswered, "center-load-answered"),
@@ -80,6 +88,10 @@ const POINTS: [(Point, &str); 20] = [
     (Point::CenterUnloadAnswered, "center-unload-answered"),
     (Point::BeforeUnloadAck, "before-unload-ack"),
     (Point::AfterUnloadAck, "after-unload-ack"),
+    (Point::AfterStart, "after-start"),
+    (Point::AfterAgree, "after-agree"),
+    (Point::AfterConfirm, "after-confirm"),
+    (Point::AfterCommit, "after-commit"),
 ];
 
 /// The names of every point, for tests that go through all of them.

@@ -6,6 +6,7 @@ pub mod backend_client;
 pub mod bench;
 pub mod client;
 pub mod conformance;
+pub mod exchange;
 pub mod fault;
 pub mod funding;
 pub mod journal;

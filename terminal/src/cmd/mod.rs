@@ -5,6 +5,7 @@ mod bank;
 mod bench;
 mod card;
 mod conformance;
+mod exchange;
 mod funding;
 mod info;
 mod pin;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use valuecard_protocol::ErrorCode;
 use valuecard_terminal::backend_client::{
-    BackendError, BankClient, CenterClient, Role, normalise_base,
+    ArbiterClient, BackendError, BankClient, CenterClient, Role, normalise_base,
 };
 use valuecard_terminal::funding::FundingError;
 use valuecard_terminal::journal::{self, Journal, JournalError};
@@ -85,6 +86,7 @@ fn backend_hint(e: &BackendError) -> Option<String> {
     let option = match e.role() {
         Role::Bank => "--bank or --backend (VALUECARD_BANK, VALUECARD_BACKEND)",
         Role::Center => "--center or --backend (VALUECARD_CENTER, VALUECARD_BACKEND)",
+        Role::Arbiter => "--arbiter or --backend (VALUECARD_ARBITER, VALUECARD_BACKEND)",
     };
     Some(match e {
         BackendError::Network { .. } => {
@@ -150,6 +152,7 @@ pub type Result<T, E = CliError> = std::result::Result<T, E>;
 pub struct Endpoints {
     pub bank: String,
     pub center: String,
+    pub arbiter: String,
     /// The user named the bank's or the center's place: it wins over the one a journaled
     /// withdrawal remembers.
     pub bank_chosen: bool,
@@ -168,6 +171,7 @@ impl Endpoints {
         Endpoints {
             bank: normalise_base(global.bank.as_deref().unwrap_or(&global.backend)),
             center: normalise_base(global.center.as_deref().unwrap_or(&global.backend)),
+            arbiter: normalise_base(global.arbiter.as_deref().unwrap_or(&global.backend)),
             bank_chosen: backend_chosen || global.bank.is_some(),
             center_chosen: backend_chosen || global.center.is_some(),
         }
@@ -179,6 +183,10 @@ impl Endpoints {
 
     pub fn center(&self) -> CenterClient {
         CenterClient::new(&self.center)
+    }
+
+    pub fn arbiter(&self) -> ArbiterClient {
+        ArbiterClient::new(&self.arbiter)
     }
 
     /// The bank for a journaled withdrawal: the one it was made with, unless the user names
@@ -336,6 +344,34 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
         Command::Tickets { command, json } => {
             units::tickets(&global, &Endpoints::from(&global, matches), command, json)
         }
+        Command::Exchange {
+            initiator,
+            initiator_state,
+            responder,
+            responder_state,
+            give,
+            take,
+            initiator_pin,
+            responder_pin,
+            json,
+        } => exchange::exchange(
+            &global,
+            &Endpoints::from(&global, matches),
+            exchange::Side {
+                reader: initiator,
+                state: initiator_state,
+                pin: initiator_pin,
+            },
+            exchange::Side {
+                reader: responder,
+                state: responder_state,
+                pin: responder_pin,
+            },
+            &give,
+            &take,
+            json,
+        ),
+        Command::Sessions { json } => exchange::sessions(&global, json),
         Command::Balance { json } => {
             units::balance(&global, &Endpoints::from(&global, matches), json)
         }

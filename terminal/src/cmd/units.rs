@@ -12,6 +12,7 @@ use valuecard_protocol::ErrorCode;
 use valuecard_protocol::api::{CancelOutcome, LedgerRequest, TicketIssueRequest};
 use valuecard_terminal::Client;
 use valuecard_terminal::backend_client::CenterClient;
+use valuecard_terminal::exchange;
 use valuecard_terminal::transport::Transport;
 use valuecard_terminal::units::{self, Settled, Settlement, UnitsError};
 
@@ -289,20 +290,24 @@ pub fn recover_card(global: &Global, endpoints: &Endpoints) -> Result<Option<Car
     else {
         return Ok(None);
     };
-    if info.in_flight.is_empty() {
+    let open_sessions = client.sessions()?.len();
+    if info.in_flight.is_empty() && open_sessions == 0 {
         return Ok(Some(CardRecovery {
-            json: json!({"card_id": hex::encode_upper(card_id), "done": [], "complete": true}),
+            json: json!({"card_id": hex::encode_upper(card_id), "done": [], "sessions": [], "complete": true}),
             lines: vec![],
             nothing: true,
             error: None,
         }));
     }
-    let center = endpoints.center();
     let Settlement {
         done,
         refusals,
         error,
-    } = units::settle(&mut client, &center);
+    } = if info.in_flight.is_empty() {
+        Settlement::default()
+    } else {
+        units::settle(&mut client, &endpoints.center())
+    };
     let left = client.in_flight().ok();
     let mut lines: Vec<String> = refusals
         .iter()
@@ -325,17 +330,39 @@ pub fn recover_card(global: &Global, endpoints: &Endpoints) -> Result<Option<Car
             l.receipts.len()
         ));
     }
+
+    // Open exchange sessions: each ended with ABORT or the arbiter's verdict.
+    let mut settled_sessions = Vec::new();
+    let mut session_error = None;
+    if open_sessions > 0 {
+        let result = exchange::settle_sessions(
+            &mut client,
+            "card",
+            &endpoints.arbiter(),
+            &|_| true,
+            &mut |_, what| {
+                lines.push(format!("exchange session {what}"));
+                settled_sessions.push(what.to_string());
+            },
+        );
+        if let Err(e) = result {
+            let e = CliError::from(e);
+            lines.push(format!("exchange sessions not settled: {}", e.message));
+            session_error = Some(e);
+        }
+    }
     Ok(Some(CardRecovery {
         json: json!({
             "card_id": hex::encode_upper(card_id),
             "done": done.iter().map(settled_json).collect::<Vec<_>>(),
             "refused": refusals.iter().map(|(c, v, why)| json!({"counter": c, "value": v, "reason": why})).collect::<Vec<_>>(),
             "left": left_json,
-            "complete": error.is_none(),
+            "sessions": settled_sessions,
+            "complete": error.is_none() && session_error.is_none(),
         }),
         lines,
         nothing: false,
-        error: error.map(CliError::from),
+        error: error.map(CliError::from).or(session_error),
     }))
 }
 

@@ -1,0 +1,169 @@
+//! `valuecard exchange` and `valuecard sessions`: a fair exchange between two cards, relayed
+//! by this terminal and settled by the arbiter when a step fails (see the library's
+//! `exchange`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use apdu_spec::exchange::messages::{Role, SessionInfo};
+use serde_json::json;
+use valuecard_terminal::exchange::{self, Ending, ExchangeError, parse_value, show_value};
+use valuecard_terminal::pcsc::PcscTransport;
+use valuecard_terminal::transport::{InProcess, Traced, Transport};
+use valuecard_terminal::{Client, PinStatus};
+
+use super::{CliError, Endpoints, Result, pin_from, secret_from, selected_client, wait};
+use crate::cli::Global;
+
+impl From<ExchangeError> for CliError {
+    fn from(e: ExchangeError) -> Self {
+        match e {
+            ExchangeError::Arbiter(e) => e.into(),
+            other => CliError::new(other.to_string()),
+        }
+    }
+}
+
+/// One side of `valuecard exchange`: a reader, or an in-process card's state file.
+pub struct Side {
+    pub reader: Option<String>,
+    pub state: Option<PathBuf>,
+    pub pin: Option<String>,
+}
+
+fn open_side(global: &Global, side: &Side, which: &str) -> Result<Client<Box<dyn Transport>>> {
+    let transport: Box<dyn Transport> = match (&side.reader, &side.state) {
+        (Some(reader), None) => Box::new(PcscTransport::open(Some(reader), wait(global))?),
+        (None, Some(state)) => Box::new(InProcess::open(state, false)?),
+        _ => {
+            return Err(CliError::new(format!(
+                "name the {which}'s card with --{which} READER or --{which}-state FILE (one of them)"
+            ))
+            .code(2));
+        }
+    };
+    let transport: Box<dyn Transport> = if global.trace {
+        Box::new(Traced::new(transport))
+    } else {
+        transport
+    };
+    let mut client = Client::new(transport);
+    client.select()?;
+    let pin = secret_from(
+        side.pin.clone(),
+        &format!("PIN of the {which}'s card"),
+        &format!("--{which}-pin PIN"),
+        &format!("VALUECARD_{}_PIN", which.to_uppercase()),
+    )?;
+    let pin = pin_from(Some(pin), &format!("--{which}-pin"), "its PIN variable")?;
+    match client.verify_pin(&pin)? {
+        PinStatus::Verified => Ok(client),
+        PinStatus::NotVerified { tries_left } => Err(CliError::new(format!(
+            "wrong PIN for the {which}'s card: {tries_left} tries left"
+        ))),
+        PinStatus::Blocked => Err(CliError::new(format!(
+            "the {which}'s card has its PIN blocked"
+        ))),
+    }
+}
+
+pub fn exchange(
+    global: &Global,
+    endpoints: &Endpoints,
+    initiator: Side,
+    responder: Side,
+    give: &str,
+    take: &str,
+    json: bool,
+) -> Result<ExitCode> {
+    let give = parse_value(give).map_err(|e| CliError::new(format!("--give: {e}")).code(2))?;
+    let take = parse_value(take).map_err(|e| CliError::new(format!("--take: {e}")).code(2))?;
+    if give.is_none() && take.is_none() {
+        return Err(
+            CliError::new("--give and --take are both nothing: nothing to exchange").code(2),
+        );
+    }
+    let mut a = open_side(global, &initiator, "initiator")?;
+    let mut b = open_side(global, &responder, "responder")?;
+    let arbiter = endpoints.arbiter();
+    let mut steps = Vec::new();
+    let report = exchange::run(&mut a, &mut b, &arbiter, &give, &take, &mut |name, what| {
+        if !json {
+            println!("{name:<9} {what}");
+        }
+        steps.push(json!({"step": name, "what": what}));
+    })?;
+    let describe = |e: &Option<Ending>| e.as_ref().map_or("no session left", Ending::describe);
+    if json {
+        println!(
+            "{}",
+            json!({
+                "give": give,
+                "take": take,
+                "steps": steps,
+                "initiator": describe(&report.initiator),
+                "responder": describe(&report.responder),
+                "completed": report.failed_step.is_none(),
+                "failed_step": report.failed_step.as_ref().map(|(s, why)| json!({"step": s, "why": why})),
+            })
+        );
+    } else {
+        println!(
+            "initiator: {}\nresponder: {}",
+            describe(&report.initiator),
+            describe(&report.responder)
+        );
+    }
+    match report.failed_step {
+        None => Ok(ExitCode::SUCCESS),
+        Some((step, why)) => Err(CliError::new(format!(
+            "the exchange did not go through: {step} failed ({why}); both cards were settled as shown"
+        ))),
+    }
+}
+
+fn session_json(s: &SessionInfo) -> serde_json::Value {
+    json!({
+        "role": s.role.name(),
+        "state": s.state.name(),
+        "s1": hex::encode_upper(s.s1),
+        "s2": s.s2.map(hex::encode_upper),
+        "a": s.a.map(hex::encode_upper),
+        "v1": s.v1,
+        "v2": s.v2,
+    })
+}
+
+pub fn sessions(global: &Global, json: bool) -> Result<ExitCode> {
+    let mut client = selected_client(global)?;
+    let sessions = client.sessions()?;
+    if json {
+        println!(
+            "{}",
+            json!({"sessions": sessions.iter().map(session_json).collect::<Vec<_>>()})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if sessions.is_empty() {
+        println!("no open exchange sessions");
+    }
+    for s in &sessions {
+        let (gives, gets) = match s.role {
+            Role::Initiator => (&s.v1, &s.v2),
+            Role::Responder => (&s.v2, &s.v1),
+        };
+        let id = s.s2.unwrap_or(s.s1);
+        println!(
+            "{} {:<7} {}…  gives {}, gets {}",
+            s.role.name(),
+            s.state.name(),
+            hex::encode_upper(&id[..8]),
+            show_value(gives),
+            show_value(gets)
+        );
+    }
+    if !sessions.is_empty() {
+        println!("`valuecard recover` settles them with the arbiter");
+    }
+    Ok(ExitCode::SUCCESS)
+}

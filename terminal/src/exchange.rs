@@ -1,0 +1,360 @@
+//! The terminal's side of a fair exchange (PROTOCOLS.md, "Fair exchange: card to card"):
+//! relaying the five steps between two cards, and settling with the arbiter when a step
+//! fails. The terminal is trusted with nothing: every message it carries is signed or
+//! checked by a card or by the arbiter.
+
+use apdu_spec::exchange::Value;
+use apdu_spec::units::UnitValue;
+
+/// Parses a value as the user writes it: `300JPY` (or `300 JPY`), `ticket:CONCERT:00C0FFEE`,
+/// or `nothing` (that side gives nothing: a one-way payment).
+pub fn parse_value(text: &str) -> Result<Value, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("nothing") || text == "-" {
+        return Ok(None);
+    }
+    let value = if let Some(rest) = text.strip_prefix("ticket:") {
+        let (code, serial) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?}: a ticket is ticket:CODE:SERIAL (serial in hex)"))?;
+        let serial = hex::decode(serial.trim())
+            .map_err(|e| format!("{text:?}: the serial is not hex ({e})"))?;
+        UnitValue::Ticket {
+            code: code.trim().to_string(),
+            serial,
+        }
+    } else {
+        let digits = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (amount, code) = text.split_at(digits);
+        let amount: u64 = amount.parse().map_err(|_| {
+            format!("{text:?}: a value is AMOUNT CODE (300JPY), ticket:CODE:SERIAL, or nothing")
+        })?;
+        UnitValue::Asset {
+            code: code.trim().to_string(),
+            amount,
+        }
+    };
+    value.validate().map_err(|e| format!("{text:?}: {e}"))?;
+    Ok(Some(value))
+}
+
+/// A value for people: `300 JPY`, `ticket CONCERT #00c0ffee`, `nothing`.
+pub fn show_value(value: &Value) -> String {
+    match value {
+        None => "nothing".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_as_people_write_them() {
+        let jpy = Some(UnitValue::Asset {
+            code: "JPY".into(),
+            amount: 300,
+        });
+        assert_eq!(parse_value("300JPY"), Ok(jpy.clone()));
+        assert_eq!(parse_value(" 300 JPY "), Ok(jpy.clone()));
+        assert_eq!(parse_value("nothing"), Ok(None));
+        assert_eq!(
+            parse_value("ticket:CONCERT:00C0FFEE"),
+            Ok(Some(UnitValue::Ticket {
+                code: "CONCERT".into(),
+                serial: vec![0, 0xC0, 0xFF, 0xEE]
+            }))
+        );
+        assert!(parse_value("0JPY").is_err(), "zero");
+        assert!(parse_value("JPY").is_err(), "no amount");
+        assert!(parse_value("300").is_err(), "no code");
+        assert!(parse_value("ticket:CONCERT").is_err(), "no serial");
+        assert!(parse_value("ticket:CONCERT:zz").is_err(), "bad hex");
+        assert_eq!(show_value(&jpy), "300 JPY");
+        assert_eq!(show_value(&None), "nothing");
+    }
+}
+
+// ---- relaying and settling -----------------------------------------------------------------
+
+use apdu_spec::exchange::Outcome;
+use apdu_spec::exchange::messages::{
+    AbortBody, CancelBody, ResolveBody, Role, SessionInfo, SessionState, StartBody, VerdictBody,
+};
+use valuecard_protocol::api::{ArbiterCancelRequest, ArbiterResolveRequest, Verdict};
+
+use crate::backend_client::{ArbiterClient, BackendError};
+use crate::fault::{self, Point};
+use crate::transport::Transport;
+use crate::{Client, ClientError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("card {card}: {source}")]
+    Card {
+        card: &'static str,
+        source: ClientError,
+    },
+    #[error(transparent)]
+    Arbiter(#[from] BackendError),
+}
+
+pub type Result<T, E = ExchangeError> = std::result::Result<T, E>;
+
+fn on(card: &'static str) -> impl Fn(ClientError) -> ExchangeError {
+    move |source| ExchangeError::Card { card, source }
+}
+
+/// How one session ended on one card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The five steps ran: the card holds what it was to get.
+    Exchanged,
+    /// The initiator gave up before it had signed anything: V1 is back.
+    Aborted,
+    /// The arbiter's verdict was applied.
+    Verdict(Outcome),
+}
+
+impl Ending {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Ending::Exchanged => "exchanged",
+            Ending::Aborted => "aborted: its value is back",
+            Ending::Verdict(Outcome::Complete) => "settled by the arbiter: complete",
+            Ending::Verdict(Outcome::Cancel) => {
+                "settled by the arbiter: cancelled, its value is back"
+            }
+        }
+    }
+}
+
+/// How an exchange ended on both cards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub initiator: Option<Ending>,
+    pub responder: Option<Ending>,
+    /// The step that failed, and why, when the arbiter had to settle.
+    pub failed_step: Option<(&'static str, String)>,
+}
+
+/// Relays the five steps of one exchange between the initiator (gives `give`, takes `take`)
+/// and the responder, calling `step` after each. When a step fails, settles this exchange's
+/// session on each card with the arbiter (or ABORT where that is allowed).
+pub fn run<TA: Transport, TB: Transport>(
+    initiator: &mut Client<TA>,
+    responder: &mut Client<TB>,
+    arbiter: &ArbiterClient,
+    give: &Value,
+    take: &Value,
+    step: &mut dyn FnMut(&str, &str),
+) -> Result<Report> {
+    let started = initiator
+        .start(&StartBody {
+            v1: give.clone(),
+            wanted_v2: take.clone(),
+        })
+        .map_err(on("initiator"))?;
+    fault::reached(Point::AfterStart);
+    step(
+        "START",
+        &format!("the initiator reserves {}", show_value(give)),
+    );
+    let s1 = started.s1;
+
+    let fail = |name: &'static str, e: ClientError| Some((name, e.to_string()));
+    let agreed = match responder.agree(&started.agree_body(take.clone(), give.clone())) {
+        Ok(a) => a,
+        Err(e) => {
+            return settle_both(
+                initiator,
+                responder,
+                arbiter,
+                &s1,
+                None,
+                fail("AGREE", e),
+                step,
+            );
+        }
+    };
+    fault::reached(Point::AfterAgree);
+    step(
+        "AGREE",
+        &format!("the responder escrows {}", show_value(take)),
+    );
+    let s2 = agreed.s2;
+
+    let confirmed = match initiator.confirm(&agreed.confirm_body(s1)) {
+        Ok(c) => c,
+        Err(e) => {
+            return settle_both(
+                initiator,
+                responder,
+                arbiter,
+                &s1,
+                Some(&s2),
+                fail("CONFIRM", e),
+                step,
+            );
+        }
+    };
+    fault::reached(Point::AfterConfirm);
+    step(
+        "CONFIRM",
+        &format!("the initiator escrows {}", show_value(give)),
+    );
+
+    let committed = match responder.commit(&confirmed) {
+        Ok(c) => c,
+        Err(e) => {
+            return settle_both(
+                initiator,
+                responder,
+                arbiter,
+                &s1,
+                Some(&s2),
+                fail("COMMIT", e),
+                step,
+            );
+        }
+    };
+    fault::reached(Point::AfterCommit);
+    step(
+        "COMMIT",
+        &format!("the responder stores {}", show_value(give)),
+    );
+
+    if let Err(e) = initiator.finish(&committed.finish_body(s2)) {
+        return settle_both(
+            initiator,
+            responder,
+            arbiter,
+            &s1,
+            Some(&s2),
+            fail("FINISH", e),
+            step,
+        );
+    }
+    step(
+        "FINISH",
+        &format!("the initiator stores {}", show_value(take)),
+    );
+    Ok(Report {
+        initiator: Some(Ending::Exchanged),
+        responder: Some(Ending::Exchanged),
+        failed_step: None,
+    })
+}
+
+fn settle_both<TA: Transport, TB: Transport>(
+    initiator: &mut Client<TA>,
+    responder: &mut Client<TB>,
+    arbiter: &ArbiterClient,
+    s1: &[u8; 32],
+    s2: Option<&[u8; 32]>,
+    failed_step: Option<(&'static str, String)>,
+    step: &mut dyn FnMut(&str, &str),
+) -> Result<Report> {
+    if let Some((name, why)) = &failed_step {
+        step(name, &format!("failed: {why}; settling"));
+    }
+    // The responder first: a CANCEL there before the initiator's RESOLVE gives both back
+    // their values; the other order completes. Either is consistent.
+    let mine = |s: &SessionInfo| s.s1 == *s1 || (s2.is_some() && s.s2.as_ref() == s2);
+    let responder_ending = settle_sessions(responder, "responder", arbiter, &mine, step)?
+        .into_iter()
+        .next();
+    let initiator_ending = settle_sessions(initiator, "initiator", arbiter, &mine, step)?
+        .into_iter()
+        .next();
+    Ok(Report {
+        initiator: initiator_ending,
+        responder: responder_ending,
+        failed_step,
+    })
+}
+
+/// Ends every open session on `client` that `select` picks: ABORT for an initiator that
+/// has signed nothing, otherwise the arbiter's verdict (asked for with RESOLVE or CANCEL
+/// when it has none yet), applied on the card.
+pub fn settle_sessions<T: Transport>(
+    client: &mut Client<T>,
+    card: &'static str,
+    arbiter: &ArbiterClient,
+    select: &dyn Fn(&SessionInfo) -> bool,
+    step: &mut dyn FnMut(&str, &str),
+) -> Result<Vec<Ending>> {
+    let sessions = client.sessions().map_err(on(card))?;
+    let mut endings = Vec::new();
+    for session in sessions.iter().filter(|s| select(s)) {
+        let ending = settle_one(client, card, arbiter, session)?;
+        step(card, ending.describe());
+        endings.push(ending);
+    }
+    Ok(endings)
+}
+
+fn settle_one<T: Transport>(
+    client: &mut Client<T>,
+    card: &'static str,
+    arbiter: &ArbiterClient,
+    session: &SessionInfo,
+) -> Result<Ending> {
+    let (Some(s2), SessionState::Valid | SessionState::Pending) = (session.s2, session.state)
+    else {
+        // An initiator in START has signed nothing that commits it.
+        client
+            .abort(&AbortBody { s1: session.s1 })
+            .map_err(on(card))?;
+        return Ok(Ending::Aborted);
+    };
+    let verdict = match arbiter.verdict(&s2)? {
+        Some(v) => v,
+        None => ask_arbiter(client, card, arbiter, session.role, s2)?,
+    };
+    client
+        .apply_verdict(&VerdictBody {
+            s2: verdict.s2,
+            a: verdict.a,
+            outcome: verdict.outcome,
+            signature: verdict.signature,
+        })
+        .map_err(on(card))?;
+    Ok(Ending::Verdict(verdict.outcome))
+}
+
+/// The card's own request to the arbiter: a resolve request from the initiator, a cancel
+/// request from the responder.
+fn ask_arbiter<T: Transport>(
+    client: &mut Client<T>,
+    card: &'static str,
+    arbiter: &ArbiterClient,
+    role: Role,
+    s2: [u8; 32],
+) -> Result<Verdict> {
+    Ok(match role {
+        Role::Initiator => {
+            let r = client.resolve(&ResolveBody { s2 }).map_err(on(card))?;
+            arbiter.resolve(&ArbiterResolveRequest {
+                s2: r.s2,
+                a: r.a,
+                agreement_signature: r.sa.to_vec(),
+                resolve_signature: r.sr.to_vec(),
+                initiator_certificate: r.initiator_certificate.encode(),
+                responder_certificate: r.responder_certificate.encode(),
+            })?
+        }
+        Role::Responder => {
+            let c = client.cancel(&CancelBody { s2 }).map_err(on(card))?;
+            arbiter.cancel(&ArbiterCancelRequest {
+                s2: c.s2,
+                a: c.a,
+                cancel_signature: c.sab.to_vec(),
+                responder_certificate: c.responder_certificate.encode(),
+            })?
+        }
+    })
+}
