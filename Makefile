@@ -17,16 +17,17 @@ FUZZ_CORPUS := fuzz/corpus/apdu_sequence
 # Where `make demo` keeps the cards' state files: a new temporary folder unless set.
 DEMO_DIR ?=
 
-.PHONY: help setup build build-release test demo bench bench-apdu bench-funding fuzz fuzz-corpus fuzz-tools fmt lint
+.PHONY: help setup build build-release test demo bench bench-apdu bench-funding bench-exchange fuzz fuzz-corpus fuzz-tools fmt lint
 
 help:
 	@echo "make setup          install pcscd, vpcd and the PC/SC tools (apt), start pcscd"
 	@echo "make build          build every binary (debug)"
 	@echo "make test           setup + build + cargo test --workspace (what CI runs)"
 	@echo "make demo           two virtual cards, the backend, and 300 withdrawn onto card a"
-	@echo "make bench          bench-apdu and bench-funding"
+	@echo "make bench          bench-apdu, bench-funding and bench-exchange"
 	@echo "make bench-apdu     APDU round trips, tuned socket against a plain one (release)"
 	@echo "make bench-funding  blind signatures/s and redemptions/s against openssl speed rsa2048"
+	@echo "make bench-exchange exchanges/s in-process and via pcscd, against their cryptography alone"
 	@echo "make fuzz           fuzz APDU sequences for FUZZ_SECONDS=$(FUZZ_SECONDS) s"
 	@echo "make fuzz-corpus    write the seed corpus from the malformed conformance vectors"
 	@echo "make fmt / lint     rustfmt check / clippy with warnings denied"
@@ -53,7 +54,7 @@ demo: setup build
 	@echo "==> demo"
 	@DEMO_DIR="$(DEMO_DIR)" scripts/demo.sh
 
-bench: bench-apdu bench-funding
+bench: bench-apdu bench-funding bench-exchange
 
 bench-apdu: setup build-release
 	@echo "==> bench: APDU round trips"
@@ -63,6 +64,10 @@ bench-apdu: setup build-release
 bench-funding:
 	@echo "==> bench: bank blind signatures and center redemptions"
 	$(CARGO) bench --locked -p valuecard-backend --bench funding
+
+bench-exchange: setup build-release
+	@echo "==> bench: fair exchanges against their cryptography"
+	$(CARGO) bench --locked -p valuecard-tests --bench exchange
 
 fuzz-corpus:
 	@echo "==> fuzz corpus from the malformed conformance vectors"

@@ -43,6 +43,19 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Whether pcscd answers and shows both vpcd readers; why not, otherwise. For benchmarks,
+/// which may run without them; tests use [`require_pcscd`] and fail instead.
+pub fn list_vpcd_readers() -> Result<(), String> {
+    let readers = list_readers().map_err(|e| e.to_string())?;
+    for slot in 0..2 {
+        let name = reader_name(slot);
+        if !readers.iter().any(|r| r.name == name) {
+            return Err(format!("pcscd has no reader {name:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Fails with a clear message when pcscd or the vpcd readers are not there.
 pub fn require_pcscd() {
     let readers = list_readers().unwrap_or_else(|e| {
