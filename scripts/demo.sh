@@ -78,6 +78,12 @@ step "$BIN/valuecard" --reader 0 unload --amount 50 --pin 123456
 step "$BIN/valuecard" --reader 0 tickets issue --asset CONCERT
 step "$BIN/valuecard" --reader 0 tickets
 step "$BIN/valuecard" --reader 0 balance
+step "$BIN/valuecard" --reader 1 card register --pin 654321
+step "$BIN/valuecard" --reader 1 tickets issue --asset MUSEUM --serial 0001
+step env VALUECARD_INITIATOR_PIN=123456 VALUECARD_RESPONDER_PIN=654321 \
+    "$BIN/valuecard" exchange --initiator 0 --responder 1 --give 100JPY --take ticket:MUSEUM:0001
+step "$BIN/valuecard" --reader 0 balance
+step "$BIN/valuecard" --reader 1 balance
 step "$BIN/valuecard" --reader 0 info
 
 if [ "$failed" -ne 0 ]; then
