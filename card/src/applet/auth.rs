@@ -1,7 +1,6 @@
 //! INTERNAL AUTHENTICATE: the card signs a server's challenge with its own key.
 
 use apdu_spec::{Status, auth};
-use p256::ecdsa::SigningKey;
 
 use super::Applet;
 
@@ -15,12 +14,7 @@ impl Applet {
         // The dispatcher lets this command through only in keyed and active, which hold a
         // key, and `decode` refuses a state file whose key is not a valid one: both `None`
         // and a bad scalar are out of reach, and would mean "no usable key".
-        let key = self
-            .persistent
-            .key
-            .as_ref()
-            .and_then(|k| SigningKey::from_slice(&k.secret).ok())
-            .ok_or(Status::ConditionsOfUseNotSatisfied)?;
+        let key = self.card_key().ok_or(Status::ConditionsOfUseNotSatisfied)?;
         Ok(auth::sign(&key, challenge).to_vec())
     }
 }

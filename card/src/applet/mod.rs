@@ -13,6 +13,8 @@ mod select;
 mod store;
 mod units;
 
+use std::cell::RefCell;
+
 use apdu_spec::cert::{self, Certificate};
 use apdu_spec::commands::{self, CommandDef, LifeCycle, ins};
 use apdu_spec::units::ReceiptKind;
@@ -33,6 +35,34 @@ pub struct Applet {
     storage: Box<dyn Storage + Send>,
     rng: StdRng,
     test_mode: bool,
+    /// Keys parsed from `persistent`, kept between commands: making a P-256 signing key from
+    /// its secret costs a scalar multiplication, and a compressed public key a square root.
+    /// Each entry remembers the bytes it came from, so a changed state is never served from
+    /// a stale entry.
+    keys: RefCell<KeyCache>,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    card: Option<([u8; 32], SigningKey)>,
+    issuer: Option<([u8; 33], VerifyingKey)>,
+    arbiter: Option<([u8; 33], VerifyingKey)>,
+}
+
+/// The key parsed from `bytes`, from `slot` when it holds the same bytes.
+fn cached<B: PartialEq + Copy, K: Clone>(
+    slot: &mut Option<(B, K)>,
+    bytes: B,
+    parse: impl FnOnce(&B) -> Option<K>,
+) -> Option<K> {
+    if let Some((held, key)) = slot
+        && *held == bytes
+    {
+        return Some(key.clone());
+    }
+    let key = parse(&bytes)?;
+    *slot = Some((bytes, key.clone()));
+    Some(key)
 }
 
 impl Applet {
@@ -62,6 +92,7 @@ impl Applet {
             storage,
             rng,
             test_mode,
+            keys: RefCell::new(KeyCache::default()),
         })
     }
 
@@ -178,10 +209,10 @@ impl Applet {
 
     /// The card's own signing key. `decode` refuses a state file where it is unusable.
     fn card_key(&self) -> Option<SigningKey> {
-        self.persistent
-            .key
-            .as_ref()
-            .and_then(|k| SigningKey::from_slice(&k.secret).ok())
+        let secret = self.persistent.key.as_ref()?.secret;
+        cached(&mut self.keys.borrow_mut().card, secret, |s| {
+            SigningKey::from_slice(s).ok()
+        })
     }
 
     fn own_card_id(&self) -> Option<[u8; 32]> {
@@ -192,17 +223,17 @@ impl Applet {
     }
 
     fn issuer_key(&self) -> Option<VerifyingKey> {
-        self.persistent
-            .personalization
-            .as_ref()
-            .and_then(|p| cert::decode_public_key(&p.issuer_key))
+        let bytes = self.persistent.personalization.as_ref()?.issuer_key;
+        cached(&mut self.keys.borrow_mut().issuer, bytes, |b| {
+            cert::decode_public_key(b)
+        })
     }
 
     fn arbiter_key(&self) -> Option<VerifyingKey> {
-        self.persistent
-            .personalization
-            .as_ref()
-            .and_then(|p| cert::decode_public_key(&p.arbiter_key))
+        let bytes = self.persistent.personalization.as_ref()?.arbiter_key;
+        cached(&mut self.keys.borrow_mut().arbiter, bytes, |b| {
+            cert::decode_public_key(b)
+        })
     }
 
     /// The certificate PERSONALIZE installed, which verified under the issuer key then.
