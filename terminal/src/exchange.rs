@@ -139,6 +139,9 @@ pub struct Report {
     pub responder: Option<Ending>,
     /// The step that failed, and why, when the arbiter had to settle.
     pub failed_step: Option<(&'static str, String)>,
+    /// Cards whose session could not be settled now, and why: `valuecard recover` on that
+    /// card settles it later.
+    pub unsettled: Vec<(&'static str, String)>,
 }
 
 /// Relays the five steps of one exchange between the initiator (gives `give`, takes `take`)
@@ -246,6 +249,7 @@ pub fn run<TA: Transport, TB: Transport>(
         initiator: Some(Ending::Exchanged),
         responder: Some(Ending::Exchanged),
         failed_step: None,
+        unsettled: Vec::new(),
     })
 }
 
@@ -263,17 +267,30 @@ fn settle_both<TA: Transport, TB: Transport>(
     }
     // The responder first: a CANCEL there before the initiator's RESOLVE gives both back
     // their values; the other order completes. Either is consistent.
+    // A card that cannot be reached (pulled out, a dead reader) does not stop the other
+    // one from being settled: its session stays open for `valuecard recover`.
     let mine = |s: &SessionInfo| s.s1 == *s1 || (s2.is_some() && s.s2.as_ref() == s2);
-    let responder_ending = settle_sessions(responder, "responder", arbiter, &mine, step)?
-        .into_iter()
-        .next();
-    let initiator_ending = settle_sessions(initiator, "initiator", arbiter, &mine, step)?
-        .into_iter()
-        .next();
+    let mut unsettled = Vec::new();
+    let mut ending = |result: Result<Vec<Ending>>, card: &'static str| match result {
+        Ok(endings) => endings.into_iter().next(),
+        Err(e) => {
+            unsettled.push((card, e.to_string()));
+            None
+        }
+    };
+    let responder_ending = ending(
+        settle_sessions(responder, "responder", arbiter, &mine, step),
+        "responder",
+    );
+    let initiator_ending = ending(
+        settle_sessions(initiator, "initiator", arbiter, &mine, step),
+        "initiator",
+    );
     Ok(Report {
         initiator: initiator_ending,
         responder: responder_ending,
         failed_step,
+        unsettled,
     })
 }
 

@@ -219,3 +219,68 @@ fn an_exchange_cut_after_any_step_is_settled_by_the_arbiter_through_pcscd() {
         }
     }
 }
+
+/// A responder that does not hold what is asked refuses AGREE: the initiator, which has
+/// signed nothing, aborts, and both cards keep their values. Two in-process cards.
+#[test]
+fn a_refused_agree_aborts_the_initiator_and_moves_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = Backend::start(&dir.path().join("db"));
+    let state = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    let (a_state, b_state) = (state("a.state"), state("b.state"));
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("dir");
+    }
+    let a = User::new(
+        &backend,
+        &dir.path().join("a"),
+        &["--card-state", &a_state],
+        300,
+    );
+    let b = User::new(
+        &backend,
+        &dir.path().join("b"),
+        &["--card-state", &b_state],
+        1,
+    );
+    a.withdraw(300, &[], None).expect_ok("withdraw");
+    a.run(&["load", "--amount", "300"], &[]).expect_ok("load");
+
+    let run = a.run(
+        &[
+            "exchange",
+            "--initiator-state",
+            &a_state,
+            "--responder-state",
+            &b_state,
+            "--give",
+            "300JPY",
+            "--take",
+            "ticket:CONCERT:0001",
+            "--json",
+        ],
+        &[
+            ("VALUECARD_INITIATOR_PIN", PIN),
+            ("VALUECARD_RESPONDER_PIN", PIN),
+        ],
+    );
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let report = json(&run);
+    assert_eq!(report["completed"], false, "{report}");
+    assert_eq!(report["failed_step"]["step"], "AGREE", "{report}");
+    assert_eq!(
+        report["initiator"], "aborted: its value is back",
+        "{report}"
+    );
+    assert!(
+        run.stderr.contains("did not go through") && run.stderr.contains("own value back"),
+        "{}",
+        run.stderr
+    );
+    let (ba, bb) = (a.balances(), b.balances());
+    assert_eq!((ba.card, ba.escrowed, bb.card, bb.tickets), (300, 0, 0, 0));
+    for user in [&a, &b] {
+        let sessions = json(&user.run(&["sessions", "--json"], &[]).expect_ok("sessions"));
+        assert_eq!(sessions["sessions"], serde_json::json!([]), "{sessions}");
+    }
+}

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use apdu_spec::exchange::Outcome;
 use apdu_spec::exchange::messages::{Role, SessionInfo};
 use serde_json::json;
 use valuecard_terminal::exchange::{self, Ending, ExchangeError, parse_value, show_value};
@@ -103,8 +104,10 @@ pub fn exchange(
                 "steps": steps,
                 "initiator": describe(&report.initiator),
                 "responder": describe(&report.responder),
-                "completed": report.failed_step.is_none(),
+                "completed": report.failed_step.is_none()
+                    || matches!(report.initiator, Some(Ending::Verdict(Outcome::Complete))),
                 "failed_step": report.failed_step.as_ref().map(|(s, why)| json!({"step": s, "why": why})),
+                "unsettled": report.unsettled.iter().map(|(card, why)| json!({"card": card, "why": why})).collect::<Vec<_>>(),
             })
         );
     } else {
@@ -114,10 +117,25 @@ pub fn exchange(
             describe(&report.responder)
         );
     }
+    if let Some((card, why)) = report.unsettled.first() {
+        return Err(
+            CliError::new(format!("the {card}'s session is still open: {why}")).hint(format!(
+                "run `valuecard recover` with the {card}'s card in a reader: the arbiter settles it"
+            )),
+        );
+    }
+    let completed = matches!(report.initiator, Some(Ending::Verdict(Outcome::Complete)));
     match report.failed_step {
         None => Ok(ExitCode::SUCCESS),
+        // The initiator took V2 on the arbiter's word: the exchange went through.
+        Some((step, _)) if completed => {
+            if !json {
+                println!("the exchange went through: the arbiter completed it after {step} failed");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Some((step, why)) => Err(CliError::new(format!(
-            "the exchange did not go through: {step} failed ({why}); both cards were settled as shown"
+            "the exchange did not go through: {step} failed ({why}); each card has its own value back"
         ))),
     }
 }
