@@ -3,8 +3,19 @@
 //! fails. The terminal is trusted with nothing: every message it carries is signed or
 //! checked by a card or by the arbiter.
 
+use apdu_spec::exchange::Outcome;
 use apdu_spec::exchange::Value;
+use apdu_spec::exchange::messages::{
+    AbortBody, CancelBody, ResolveBody, Role, SessionInfo, SessionState, StartAnswer, StartBody,
+    VerdictBody,
+};
 use apdu_spec::units::UnitValue;
+use valuecard_protocol::api::{ArbiterCancelRequest, ArbiterResolveRequest, Verdict};
+
+use crate::backend_client::{ArbiterClient, BackendError};
+use crate::fault::{self, Point};
+use crate::transport::Transport;
+use crate::{Client, ClientError};
 
 /// Parses a value as the user writes it: `300JPY` (or `300 JPY`), `ticket:CONCERT:00C0FFEE`,
 /// or `nothing` (that side gives nothing: a one-way payment).
@@ -48,48 +59,7 @@ pub fn show_value(value: &Value) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_as_people_write_them() {
-        let jpy = Some(UnitValue::Asset {
-            code: "JPY".into(),
-            amount: 300,
-        });
-        assert_eq!(parse_value("300JPY"), Ok(jpy.clone()));
-        assert_eq!(parse_value(" 300 JPY "), Ok(jpy.clone()));
-        assert_eq!(parse_value("nothing"), Ok(None));
-        assert_eq!(
-            parse_value("ticket:CONCERT:00C0FFEE"),
-            Ok(Some(UnitValue::Ticket {
-                code: "CONCERT".into(),
-                serial: vec![0, 0xC0, 0xFF, 0xEE]
-            }))
-        );
-        assert!(parse_value("0JPY").is_err(), "zero");
-        assert!(parse_value("JPY").is_err(), "no amount");
-        assert!(parse_value("300").is_err(), "no code");
-        assert!(parse_value("ticket:CONCERT").is_err(), "no serial");
-        assert!(parse_value("ticket:CONCERT:zz").is_err(), "bad hex");
-        assert_eq!(show_value(&jpy), "300 JPY");
-        assert_eq!(show_value(&None), "nothing");
-    }
-}
-
 // ---- relaying and settling -----------------------------------------------------------------
-
-use apdu_spec::exchange::Outcome;
-use apdu_spec::exchange::messages::{
-    AbortBody, CancelBody, ResolveBody, Role, SessionInfo, SessionState, StartBody, VerdictBody,
-};
-use valuecard_protocol::api::{ArbiterCancelRequest, ArbiterResolveRequest, Verdict};
-
-use crate::backend_client::{ArbiterClient, BackendError};
-use crate::fault::{self, Point};
-use crate::transport::Transport;
-use crate::{Client, ClientError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
@@ -155,6 +125,7 @@ pub fn run<TA: Transport, TB: Transport>(
     take: &Value,
     step: &mut dyn FnMut(&str, &str),
 ) -> Result<Report> {
+    // Before START nothing is open on either card: a failure is just an error.
     let started = initiator
         .start(&StartBody {
             v1: give.clone(),
@@ -166,91 +137,76 @@ pub fn run<TA: Transport, TB: Transport>(
         "START",
         &format!("the initiator reserves {}", show_value(give)),
     );
-    let s1 = started.s1;
+    match relay(initiator, responder, &started, give, take, step) {
+        Ok(()) => Ok(Report {
+            initiator: Some(Ending::Exchanged),
+            responder: Some(Ending::Exchanged),
+            failed_step: None,
+            unsettled: Vec::new(),
+        }),
+        Err(broken) => settle_both(
+            initiator,
+            responder,
+            arbiter,
+            &started.s1,
+            broken.s2.as_ref(),
+            Some((broken.step, broken.error.to_string())),
+            step,
+        ),
+    }
+}
 
-    let fail = |name: &'static str, e: ClientError| Some((name, e.to_string()));
-    let agreed = match responder.agree(&started.agree_body(take.clone(), give.clone())) {
-        Ok(a) => a,
-        Err(e) => {
-            return settle_both(
-                initiator,
-                responder,
-                arbiter,
-                &s1,
-                None,
-                fail("AGREE", e),
-                step,
-            );
-        }
-    };
+/// Where the relay broke off: the step, s2 once AGREE has answered it, and why.
+struct Broken {
+    step: &'static str,
+    s2: Option<[u8; 32]>,
+    error: ClientError,
+}
+
+/// AGREE, CONFIRM, COMMIT and FINISH, each relaying the previous answer.
+fn relay<TA: Transport, TB: Transport>(
+    initiator: &mut Client<TA>,
+    responder: &mut Client<TB>,
+    started: &StartAnswer,
+    give: &Value,
+    take: &Value,
+    step: &mut dyn FnMut(&str, &str),
+) -> std::result::Result<(), Broken> {
+    let at = |step: &'static str, s2: Option<[u8; 32]>| move |error| Broken { step, s2, error };
+    let agreed = responder
+        .agree(&started.agree_body(take.clone(), give.clone()))
+        .map_err(at("AGREE", None))?;
     fault::reached(Point::AfterAgree);
     step(
         "AGREE",
         &format!("the responder escrows {}", show_value(take)),
     );
-    let s2 = agreed.s2;
+    let s2 = Some(agreed.s2);
 
-    let confirmed = match initiator.confirm(&agreed.confirm_body(s1)) {
-        Ok(c) => c,
-        Err(e) => {
-            return settle_both(
-                initiator,
-                responder,
-                arbiter,
-                &s1,
-                Some(&s2),
-                fail("CONFIRM", e),
-                step,
-            );
-        }
-    };
+    let confirmed = initiator
+        .confirm(&agreed.confirm_body(started.s1))
+        .map_err(at("CONFIRM", s2))?;
     fault::reached(Point::AfterConfirm);
     step(
         "CONFIRM",
         &format!("the initiator escrows {}", show_value(give)),
     );
 
-    let committed = match responder.commit(&confirmed) {
-        Ok(c) => c,
-        Err(e) => {
-            return settle_both(
-                initiator,
-                responder,
-                arbiter,
-                &s1,
-                Some(&s2),
-                fail("COMMIT", e),
-                step,
-            );
-        }
-    };
+    let committed = responder.commit(&confirmed).map_err(at("COMMIT", s2))?;
     fault::reached(Point::AfterCommit);
     step(
         "COMMIT",
         &format!("the responder stores {}", show_value(give)),
     );
 
-    if let Err(e) = initiator.finish(&committed.finish_body(s2)) {
-        return settle_both(
-            initiator,
-            responder,
-            arbiter,
-            &s1,
-            Some(&s2),
-            fail("FINISH", e),
-            step,
-        );
-    }
+    initiator
+        .finish(&committed.finish_body(agreed.s2))
+        .map_err(at("FINISH", s2))?;
     step(
         "FINISH",
         &format!("the initiator stores {}", show_value(take)),
     );
-    Ok(Report {
-        initiator: Some(Ending::Exchanged),
-        responder: Some(Ending::Exchanged),
-        failed_step: None,
-        unsettled: Vec::new(),
-    })
+    Ok(())
 }
 
 fn settle_both<TA: Transport, TB: Transport>(
@@ -374,4 +330,34 @@ fn ask_arbiter<T: Transport>(
             })?
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_as_people_write_them() {
+        let jpy = Some(UnitValue::Asset {
+            code: "JPY".into(),
+            amount: 300,
+        });
+        assert_eq!(parse_value("300JPY"), Ok(jpy.clone()));
+        assert_eq!(parse_value(" 300 JPY "), Ok(jpy.clone()));
+        assert_eq!(parse_value("nothing"), Ok(None));
+        assert_eq!(
+            parse_value("ticket:CONCERT:00C0FFEE"),
+            Ok(Some(UnitValue::Ticket {
+                code: "CONCERT".into(),
+                serial: vec![0, 0xC0, 0xFF, 0xEE]
+            }))
+        );
+        assert!(parse_value("0JPY").is_err(), "zero");
+        assert!(parse_value("JPY").is_err(), "no amount");
+        assert!(parse_value("300").is_err(), "no code");
+        assert!(parse_value("ticket:CONCERT").is_err(), "no serial");
+        assert!(parse_value("ticket:CONCERT:zz").is_err(), "bad hex");
+        assert_eq!(show_value(&jpy), "300 JPY");
+        assert_eq!(show_value(&None), "nothing");
+    }
 }
