@@ -8,12 +8,11 @@ use std::process::ExitCode;
 use apdu_spec::exchange::Outcome;
 use apdu_spec::exchange::messages::{Role, SessionInfo};
 use serde_json::json;
+use valuecard_terminal::Client;
 use valuecard_terminal::exchange::{self, Ending, ExchangeError, parse_value, show_value};
-use valuecard_terminal::pcsc::PcscTransport;
-use valuecard_terminal::transport::{InProcess, Traced, Transport};
-use valuecard_terminal::{Client, PinStatus};
+use valuecard_terminal::transport::Transport;
 
-use super::{CliError, Endpoints, Result, pin_from, secret_from, selected_client, wait};
+use super::{CliError, Endpoints, Result, open_card, pin_from, secret_from, selected_client};
 use crate::cli::Global;
 
 impl From<ExchangeError> for CliError {
@@ -33,21 +32,13 @@ pub struct Side {
 }
 
 fn open_side(global: &Global, side: &Side, which: &str) -> Result<Client<Box<dyn Transport>>> {
-    let transport: Box<dyn Transport> = match (&side.reader, &side.state) {
-        (Some(reader), None) => Box::new(PcscTransport::open(Some(reader), wait(global))?),
-        (None, Some(state)) => Box::new(InProcess::open(state, false)?),
-        _ => {
-            return Err(CliError::new(format!(
-                "name the {which}'s card with --{which} READER or --{which}-state FILE (one of them)"
-            ))
-            .code(2));
-        }
-    };
-    let transport: Box<dyn Transport> = if global.trace {
-        Box::new(Traced::new(transport))
-    } else {
-        transport
-    };
+    if side.reader.is_some() == side.state.is_some() {
+        return Err(CliError::new(format!(
+            "name the {which}'s card with --{which} READER or --{which}-state FILE (one of them)"
+        ))
+        .code(2));
+    }
+    let transport = open_card(side.reader.as_deref(), side.state.as_deref(), false, global)?;
     let mut client = Client::new(transport);
     client.select()?;
     let pin = secret_from(
@@ -57,15 +48,11 @@ fn open_side(global: &Global, side: &Side, which: &str) -> Result<Client<Box<dyn
         &format!("VALUECARD_{}_PIN", which.to_uppercase()),
     )?;
     let pin = pin_from(Some(pin), &format!("--{which}-pin"), "its PIN variable")?;
-    match client.verify_pin(&pin)? {
-        PinStatus::Verified => Ok(client),
-        PinStatus::NotVerified { tries_left } => Err(CliError::new(format!(
-            "wrong PIN for the {which}'s card: {tries_left} tries left"
-        ))),
-        PinStatus::Blocked => Err(CliError::new(format!(
-            "the {which}'s card has its PIN blocked"
-        ))),
-    }
+    super::pin::refuse_unless_verified(client.verify_pin(&pin)?).map_err(|e| CliError {
+        message: format!("the {which}'s card: {}", e.message),
+        ..e
+    })?;
+    Ok(client)
 }
 
 pub fn exchange(

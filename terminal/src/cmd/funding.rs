@@ -6,7 +6,6 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use apdu_spec::cert;
-use apdu_spec::commands::LifeCycle;
 use rand::RngExt;
 use serde::Serialize;
 use serde_json::json;
@@ -21,7 +20,8 @@ use valuecard_terminal::funding::{
 use valuecard_terminal::journal::{Journal, Withdrawal};
 
 use super::{
-    CliError, Endpoints, Result, open_journal, prompt_hidden, secret_from, selected_client,
+    CliError, Endpoints, Result, active_card_id, open_journal, prompt_hidden, secret_from,
+    selected_client,
 };
 use crate::cli::Global;
 
@@ -39,19 +39,7 @@ pub struct WithdrawArgs {
 /// The id of the card in the reader, which must be personalised: a token for a card the
 /// center does not know would be refused there after the bank has debited the account.
 fn card_id(global: &Global) -> Result<[u8; 32]> {
-    let mut client = selected_client(global)?;
-    let info = client.info()?;
-    match (info.life_cycle, info.card_id) {
-        (LifeCycle::Active, Some(id)) => Ok(id),
-        (LifeCycle::Keyed, _) => Err(CliError::new(
-            "the card is not personalised yet, so the center may not credit it",
-        )
-        .hint("finish with `valuecard card register`")),
-        _ => Err(
-            CliError::new("the card has no key yet, so no account at the center")
-                .hint("register it with `valuecard card register`"),
-        ),
-    }
+    active_card_id(&selected_client(global)?.info()?)
 }
 
 pub fn withdraw(global: &Global, endpoints: &Endpoints, args: WithdrawArgs) -> Result<ExitCode> {

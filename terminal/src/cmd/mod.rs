@@ -13,10 +13,12 @@ mod readers;
 mod units;
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use apdu_spec::commands::LifeCycle;
+use apdu_spec::objects::CardInfo;
 use clap::parser::ValueSource;
 use valuecard_protocol::ErrorCode;
 use valuecard_terminal::backend_client::{
@@ -384,15 +386,44 @@ pub fn wait(global: &Global) -> Duration {
 
 /// The card the global options choose, traced if asked.
 pub fn open(global: &Global) -> Result<Box<dyn Transport>> {
-    let transport: Box<dyn Transport> = match &global.card_state {
-        Some(path) => Box::new(InProcess::open(path, global.emulator_test_mode)?),
-        None => Box::new(PcscTransport::open(global.reader.as_deref(), wait(global))?),
+    open_card(
+        global.reader.as_deref(),
+        global.card_state.as_deref(),
+        global.emulator_test_mode,
+        global,
+    )
+}
+
+/// An emulated card whose state lives in `state`, else the card in `reader` (or the first
+/// one holding a card); traced if the global options ask.
+pub fn open_card(
+    reader: Option<&str>,
+    state: Option<&Path>,
+    test_mode: bool,
+    global: &Global,
+) -> Result<Box<dyn Transport>> {
+    let transport: Box<dyn Transport> = match state {
+        Some(path) => Box::new(InProcess::open(path, test_mode)?),
+        None => Box::new(PcscTransport::open(reader, wait(global))?),
     };
     Ok(if global.trace {
         Box::new(Traced::new(transport))
     } else {
         transport
     })
+}
+
+/// The personalised card's id, from what it tells about itself.
+pub fn active_card_id(info: &CardInfo) -> Result<[u8; 32]> {
+    match (info.life_cycle, info.card_id) {
+        (LifeCycle::Active, Some(id)) => Ok(id),
+        (LifeCycle::Keyed, _) => Err(CliError::new("the card is not personalised yet")
+            .hint("finish with `valuecard card register`")),
+        _ => Err(
+            CliError::new("the card has no key yet, so no account at the center")
+                .hint("register it with `valuecard card register`"),
+        ),
+    }
 }
 
 /// A client for the chosen card, with the valuecard application selected.

@@ -16,7 +16,9 @@ use valuecard_terminal::exchange;
 use valuecard_terminal::transport::Transport;
 use valuecard_terminal::units::{self, Settled, Settlement, UnitsError};
 
-use super::{CliError, Endpoints, Result, open, pin_from, secret_from, selected_client};
+use super::{
+    CliError, Endpoints, Result, active_card_id, open, pin_from, secret_from, selected_client,
+};
 use crate::cli::{Global, TicketsCommand};
 
 impl From<UnitsError> for CliError {
@@ -31,17 +33,7 @@ impl From<UnitsError> for CliError {
 
 /// The id of the card in the reader, which must be personalised.
 fn active_card<T: Transport>(client: &mut Client<T>) -> Result<[u8; 32]> {
-    active_id(&client.info()?)
-}
-
-fn active_id(info: &CardInfo) -> Result<[u8; 32]> {
-    match (info.life_cycle, info.card_id) {
-        (LifeCycle::Active, Some(id)) => Ok(id),
-        (LifeCycle::Keyed, _) => Err(CliError::new("the card is not personalised yet")
-            .hint("finish with `valuecard card register`")),
-        _ => Err(CliError::new("the card has no key yet")
-            .hint("register it with `valuecard card register`")),
-    }
+    active_card_id(&client.info()?)
 }
 
 /// A card with a load pending cannot take another: say how to finish it.
@@ -92,7 +84,7 @@ fn start(
     let value = asset_value(amount, asset, &center)?;
     let mut client = selected_client(global)?;
     let info = client.info()?;
-    active_id(&info)?;
+    active_card_id(&info)?;
     Ok(UnitsStart {
         center,
         value,
