@@ -7,10 +7,13 @@
 //! kept). Every refusal leaves the refusing card's state byte for byte as it was, except
 //! COMMIT's documented PENDING.
 
+mod common;
+
+use common::{PIN, issuer, ok, options, other_issuer, transmit};
 use std::collections::BTreeMap;
 
 use apdu_spec::cert::{self, Certificate};
-use apdu_spec::commands::{self, ins};
+use apdu_spec::commands::ins;
 use apdu_spec::exchange::messages::{
     AbortBody, AgreeAnswer, CancelAnswer, CancelBody, CommitAnswer, CommitBody, ConfirmAnswer,
     ConfirmBody, FinishBody, ResolveAnswer, ResolveBody, Role, SessionInfo, SessionState,
@@ -19,22 +22,12 @@ use apdu_spec::exchange::messages::{
 use apdu_spec::exchange::{self, MAX_SESSIONS, Outcome, Value, domains};
 use apdu_spec::objects::{AssetBalance, Personalization, Ticket, Values, tag as obj};
 use apdu_spec::units::{self, LoadApply, SignedMessage, UnitValue, tag as units_tag};
-use apdu_spec::{CLA_ISO, CLA_PROPRIETARY, status, tlv};
+use apdu_spec::{CLA_ISO, CLA_PROPRIETARY, tlv};
 use p256::ecdsa::{SigningKey, VerifyingKey};
+use valuecard_card::Card;
 use valuecard_card::applet::{decode, encode};
 use valuecard_card::state::{Persistent, Session};
 use valuecard_card::storage::{MemoryStorage, Storage, StorageError};
-use valuecard_card::{Card, Options};
-
-const PIN: &[u8] = b"123456";
-
-fn issuer() -> SigningKey {
-    SigningKey::from_slice(&[0x5A; 32]).expect("a P-256 scalar")
-}
-
-fn other_issuer() -> SigningKey {
-    SigningKey::from_slice(&[0x6B; 32]).expect("a P-256 scalar")
-}
 
 fn arbiter() -> SigningKey {
     SigningKey::from_slice(&[0x7C; 32]).expect("a P-256 scalar")
@@ -87,13 +80,6 @@ impl Storage for Preloaded {
 }
 
 /// An active card personalised by [`issuer`] with [`arbiter`]'s key and [`PIN`].
-fn options(seed: u64) -> Options {
-    Options {
-        test_mode: true,
-        rng_seed: Some(seed),
-    }
-}
-
 struct Party {
     name: &'static str,
     card: Card,
@@ -294,32 +280,6 @@ impl Party {
         let answer = self.ok(&command(ins::APPLY_VERDICT, &body.encode()));
         assert!(answer.is_empty());
     }
-}
-
-/// Sends one APDU and splits the answer, checking that the status word is one the command
-/// table lists for the command (or one of the ISO layer's).
-fn transmit(card: &mut Card, apdu: &[u8]) -> (Vec<u8>, u16) {
-    let r = card.transmit(apdu);
-    let (data, sw) = r.split_at(r.len() - 2);
-    let sw = u16::from_be_bytes([sw[0], sw[1]]);
-    if let Some(def) = commands::lookup(apdu[0], apdu[1]) {
-        assert!(
-            def.status_words
-                .iter()
-                .chain(commands::ISO_LAYER_STATUS_WORDS)
-                .any(|pattern| status::sw_matches(pattern, sw)),
-            "{} answered {sw:04X}, which its status words do not list",
-            def.name
-        );
-    }
-    (data.to_vec(), sw)
-}
-
-#[track_caller]
-fn ok(card: &mut Card, apdu: &[u8]) -> Vec<u8> {
-    let (data, sw) = transmit(card, apdu);
-    assert_eq!(sw, 0x9000, "{}", hex::encode_upper(apdu));
-    data
 }
 
 /// What was issued to a set of cards, the exchanges between them the test follows, and the

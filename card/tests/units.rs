@@ -2,36 +2,22 @@
 //! each does, what each refuses, and that every refusal leaves the persistent state byte for
 //! byte as it was.
 
+mod common;
+
 use apdu_spec::cert::{self, Certificate};
-use apdu_spec::commands::{self, ins};
+use apdu_spec::commands::ins;
 use apdu_spec::objects::{AssetBalance, CardInfo, Counters, Personalization, Values, tag as obj};
 use apdu_spec::units::{
     self, Acknowledgement, InFlight, LoadApply, MAX_ASSETS, MAX_RECEIPTS, MAX_TICKETS, ReceiptKind,
     SignedMessage, UnitMessage, UnitValue, domains, tag,
 };
-use apdu_spec::{CLA_ISO, CLA_PROPRIETARY, status, tlv};
-use p256::ecdsa::{SigningKey, VerifyingKey};
+use apdu_spec::{CLA_ISO, CLA_PROPRIETARY, tlv};
+use common::{PIN, issuer, ok, options, other_issuer, transmit};
+use p256::ecdsa::VerifyingKey;
+use valuecard_card::Card;
 use valuecard_card::applet::{decode, encode};
 use valuecard_card::state::Persistent;
 use valuecard_card::storage::{FileStorage, MemoryStorage, Storage, StorageError};
-use valuecard_card::{Card, Options};
-
-const PIN: &[u8] = b"123456";
-
-fn issuer() -> SigningKey {
-    SigningKey::from_slice(&[0x5A; 32]).expect("a P-256 scalar")
-}
-
-fn other_issuer() -> SigningKey {
-    SigningKey::from_slice(&[0x6B; 32]).expect("a P-256 scalar")
-}
-
-fn options(seed: u64) -> Options {
-    Options {
-        test_mode: true,
-        rng_seed: Some(seed),
-    }
-}
 
 fn jpy(amount: u64) -> UnitValue {
     asset("JPY", amount)
@@ -262,32 +248,6 @@ impl Tester {
     fn in_flight(&mut self) -> InFlight {
         InFlight::decode(&self.get(units::tag::IN_FLIGHT)).expect("an EB answer")
     }
-}
-
-/// Sends one APDU and splits the answer, checking on the way that the status word is one
-/// the command table lists for the command (or one of the ISO layer's).
-fn transmit(card: &mut Card, apdu: &[u8]) -> (Vec<u8>, u16) {
-    let r = card.transmit(apdu);
-    let (data, sw) = r.split_at(r.len() - 2);
-    let sw = u16::from_be_bytes([sw[0], sw[1]]);
-    if let Some(def) = commands::lookup(apdu[0], apdu[1]) {
-        assert!(
-            def.status_words
-                .iter()
-                .chain(commands::ISO_LAYER_STATUS_WORDS)
-                .any(|pattern| status::sw_matches(pattern, sw)),
-            "{} answered {sw:04X}, which its status words do not list",
-            def.name
-        );
-    }
-    (data.to_vec(), sw)
-}
-
-#[track_caller]
-fn ok(card: &mut Card, apdu: &[u8]) -> Vec<u8> {
-    let (data, sw) = transmit(card, apdu);
-    assert_eq!(sw, 0x9000, "{}", hex::encode_upper(apdu));
-    data
 }
 
 fn balance(code: &str, available: u64) -> AssetBalance {
