@@ -10,7 +10,7 @@ CARD_LOGS=()
 say() { printf '==> %s\n' "$*"; }
 
 # vpcd's two slots are shared by the whole machine: take the lock that the PC/SC tests take
-# (tests/src/lib.rs, lock_vpcd), so that a demo and a test run never fight over them. The
+# (terminal/src/launch.rs, lock_vpcd), so that a demo and a test run never fight over them. The
 # lock is held on file descriptor 9 until the script exits.
 lock_vpcd() {
     exec 9>"${TMPDIR:-/tmp}/valuecard-vpcd.lock"

@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod fault;
 pub mod funding;
 pub mod journal;
+pub mod launch;
 pub mod pcsc;
 pub mod transport;
 pub mod units;

@@ -3,151 +3,62 @@
 //!
 //! These tests fail, never skip, when pcscd or vpcd is missing: `make test` starts pcscd.
 
-use std::fs::File;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::Value;
-use valuecard_terminal::pcsc::list_readers;
+use valuecard_terminal::launch::{self, CardOptions};
 
-/// The reader vpcd shows for a slot.
-pub fn reader_name(slot: u16) -> String {
-    format!("Virtual PCD 00 {slot:02}")
-}
+pub use valuecard_terminal::launch::{VpcdLock, reader_name};
 
-/// Holds the machine-wide vpcd lock: one test at a time uses the vpcd slots.
-pub struct VpcdLock(#[allow(dead_code)] File);
-
+/// Takes the machine-wide vpcd lock: one test at a time uses the vpcd slots.
 pub fn lock_vpcd() -> VpcdLock {
-    let file = File::create(std::env::temp_dir().join("valuecard-vpcd.lock"))
-        .expect("create the vpcd lock file");
-    file.lock().expect("lock the vpcd slots");
-    VpcdLock(file)
+    launch::lock_vpcd().expect("take the vpcd lock")
 }
 
 /// A binary of this workspace, built next to the test executables (`make test` builds them
 /// first with `cargo build --workspace --bins`).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` (make test does)",
-        path.display()
-    );
-    path
+    launch::sibling_binary(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Whether pcscd answers and shows both vpcd readers; why not, otherwise. For benchmarks,
-/// which may run without them; tests use [`require_pcscd`] and fail instead.
+/// Whether pcscd answers and shows both vpcd readers; why not, otherwise.
 pub fn list_vpcd_readers() -> Result<(), String> {
-    let readers = list_readers().map_err(|e| e.to_string())?;
-    for slot in 0..2 {
-        let name = reader_name(slot);
-        if !readers.iter().any(|r| r.name == name) {
-            return Err(format!("pcscd has no reader {name:?}"));
-        }
-    }
-    Ok(())
+    launch::require_vpcd().map_err(|e| e.to_string())
 }
 
 /// Fails with a clear message when pcscd or the vpcd readers are not there.
 pub fn require_pcscd() {
-    let readers = list_readers().unwrap_or_else(|e| {
-        panic!("pcscd is not reachable ({e}): install pcscd and vsmartcard-vpcd and start pcscd (make test does both)")
-    });
-    for slot in 0..2 {
-        let name = reader_name(slot);
-        assert!(
-            readers.iter().any(|r| r.name == name),
-            "pcscd has no reader {name:?}: is vsmartcard-vpcd installed? readers: {:?}",
-            readers.iter().map(|r| &r.name).collect::<Vec<_>>()
-        );
-    }
-}
-
-fn card_present(slot: u16) -> bool {
-    let name = reader_name(slot);
-    list_readers()
-        .map(|rs| rs.iter().any(|r| r.name == name && r.card_present))
-        .unwrap_or(false)
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    launch::require_vpcd().unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// A `valuecard-card` process in a vpcd slot, killed when dropped.
-pub struct VirtualCard {
-    child: Option<Child>,
-    pub slot: u16,
-    pub reader: String,
-    pub state: PathBuf,
-}
+pub struct VirtualCard(launch::VirtualCard);
 
 impl VirtualCard {
+    /// Starts a card (with TEST RESET when `test_mode`); fails the test when it cannot.
     pub fn start(slot: u16, state: &Path, test_mode: bool) -> Self {
-        require_pcscd();
-        assert!(
-            !card_present(slot),
-            "a card is already in {}: another valuecard-card is running",
-            reader_name(slot)
-        );
-        let mut cmd = Command::new(bin("valuecard-card"));
-        cmd.args(["--slot", &slot.to_string(), "--state"])
-            .arg(state);
-        if test_mode {
-            cmd.arg("--test-mode");
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start valuecard-card");
-        let card = VirtualCard {
-            child: Some(child),
-            slot,
-            reader: reader_name(slot),
-            state: state.to_path_buf(),
+        let options = CardOptions {
+            test_mode,
+            ..CardOptions::default()
         };
-        wait_until(
-            &format!("the card in {}", card.reader),
-            Duration::from_secs(15),
-            || card_present(slot),
-        );
-        card
-    }
-
-    /// Kills the card process (a pulled card) and waits until pcscd sees it gone.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            let slot = self.slot;
-            wait_until(
-                &format!("the card to leave {}", self.reader),
-                Duration::from_secs(15),
-                || !card_present(slot),
-            );
-        }
+        VirtualCard(
+            launch::VirtualCard::start(slot, state, &options).unwrap_or_else(|e| panic!("{e}")),
+        )
     }
 }
 
-impl Drop for VirtualCard {
-    fn drop(&mut self) {
-        self.kill();
+impl Deref for VirtualCard {
+    type Target = launch::VirtualCard;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for VirtualCard {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 
@@ -209,54 +120,20 @@ pub fn valuecard_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 /// The admin token the test backends run with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
-/// A `valuecard-backend all` process on a free loopback port, killed when dropped. Its log
-/// goes to `backend.log` in its database folder.
-pub struct Backend {
-    child: Child,
-    pub url: String,
-    pub db_dir: PathBuf,
-}
+/// A `valuecard-backend all` process on a free loopback port, running with [`ADMIN_TOKEN`],
+/// killed when dropped. Its log goes to `backend.log` in its database folder.
+pub struct Backend(launch::Backend);
 
 impl Backend {
     pub fn start(db_dir: &Path) -> Self {
-        use std::io::{BufRead, BufReader};
-        std::fs::create_dir_all(db_dir).expect("create the database folder");
-        let log = File::create(db_dir.join("backend.log")).expect("create the backend log");
-        let mut child = Command::new(bin("valuecard-backend"))
-            .args(["all", "--listen", "127.0.0.1:0", "--db"])
-            .arg(db_dir)
-            .env("VALUECARD_ADMIN_TOKEN", ADMIN_TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start valuecard-backend");
-        let stdout = child.stdout.take().expect("backend stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("valuecard-backend printed its address within 60 s");
-        let url = line
-            .trim()
-            .strip_prefix("valuecard-backend listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from valuecard-backend: {line:?}"))
-            .to_string();
-        Backend {
-            child,
-            url,
-            db_dir: db_dir.to_path_buf(),
-        }
+        Backend(launch::Backend::start(db_dir, ADMIN_TOKEN).unwrap_or_else(|e| panic!("{e}")))
     }
 }
 
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Deref for Backend {
+    type Target = launch::Backend;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
