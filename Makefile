@@ -1,7 +1,8 @@
 # valuecard: developer and CI entry points. `make help` lists them.
 #
 #   make test    what CI runs (.ci/run): setup, build, then every test of the workspace
-#   make demo    two virtual cards behind pcscd + vpcd, the bank and center, and a card funded
+#   make demo    the whole story told as it runs: two virtual cards behind pcscd + vpcd, the
+#                bank, the center and the arbiter (`valuecard demo`)
 #   make fuzz    the APDU-sequence fuzzer for FUZZ_SECONDS seconds
 
 SHELL := /bin/bash
@@ -14,20 +15,18 @@ FUZZ_SECONDS ?= 60
 # cargo-fuzz release installed by `make fuzz` when cargo-fuzz is missing.
 CARGO_FUZZ_VERSION ?= 0.13.2
 FUZZ_CORPUS := fuzz/corpus/apdu_sequence
-# Where `make demo` keeps the cards' state files: a new temporary folder unless set.
+# Where `make demo` works, and keeps its state files, databases and logs afterwards (it must be
+# empty): a new temporary folder, removed at the end, unless set.
 DEMO_DIR ?=
 
-.PHONY: help setup build build-release test demo bench bench-apdu bench-funding bench-exchange fuzz fuzz-corpus fuzz-tools fmt lint
+.PHONY: help setup build build-release test demo bench fuzz fuzz-corpus fuzz-tools fmt lint
 
 help:
 	@echo "make setup          install pcscd, vpcd and the PC/SC tools (apt), start pcscd"
 	@echo "make build          build every binary (debug)"
 	@echo "make test           setup + build + cargo test --workspace (what CI runs)"
-	@echo "make demo           two virtual cards, the backend, and 300 withdrawn onto card a"
-	@echo "make bench          bench-apdu, bench-funding and bench-exchange"
-	@echo "make bench-apdu     APDU round trips, tuned socket against a plain one (release)"
-	@echo "make bench-funding  blind signatures/s and redemptions/s against openssl speed rsa2048"
-	@echo "make bench-exchange exchanges/s in-process and via pcscd, against their cryptography alone"
+	@echo "make demo           the whole story: bank, center, two cards, exchanges, the arbiter"
+	@echo "make bench          every benchmark in one table, each against a reference (release)"
 	@echo "make fuzz           fuzz APDU sequences for FUZZ_SECONDS=$(FUZZ_SECONDS) s"
 	@echo "make fuzz-corpus    write the seed corpus from the malformed conformance vectors"
 	@echo "make fmt / lint     rustfmt check / clippy with warnings denied"
@@ -52,22 +51,13 @@ test: setup build
 
 demo: setup build
 	@echo "==> demo"
-	@DEMO_DIR="$(DEMO_DIR)" scripts/demo.sh
+	target/debug/valuecard demo $(if $(DEMO_DIR),--dir "$(DEMO_DIR)")
 
-bench: bench-apdu bench-funding bench-exchange
-
-bench-apdu: setup build-release
-	@echo "==> bench: APDU round trips"
-	@scripts/bench.sh
-
-# Needs openssl on PATH for the reference figure (Debian: apt-get install openssl).
-bench-funding:
-	@echo "==> bench: bank blind signatures and center redemptions"
-	$(CARGO) bench --locked -p valuecard-backend --bench funding
-
-bench-exchange: setup build-release
-	@echo "==> bench: fair exchanges against their cryptography"
-	$(CARGO) bench --locked -p valuecard-tests --bench exchange
+# `valuecard bench --help` says what it measures. Needs openssl on PATH for a reference
+# figure (Debian: apt-get install openssl).
+bench: setup build-release
+	@echo "==> bench"
+	target/release/valuecard bench
 
 fuzz-corpus:
 	@echo "==> fuzz corpus from the malformed conformance vectors"

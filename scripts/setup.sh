@@ -4,7 +4,7 @@
 # starts pcscd only when none runs.
 set -euo pipefail
 
-PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools opensc python3-pyscard)
+PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools opensc python3-pyscard openssl)
 # vpcd listens on one port per virtual reader: "Virtual PCD 00 00" and "Virtual PCD 00 01".
 VPCD_PORTS=(35963 35964)
 

@@ -13,8 +13,17 @@ use std::path::{Path, PathBuf};
 pub enum StorageError {
     #[error("card state I/O: {0}")]
     Io(#[from] io::Error),
-    #[error("the card state file {path} is corrupt: {reason}")]
+    #[error("the card state{} is corrupt: {reason}", in_file(path))]
     Corrupt { path: String, reason: String },
+}
+
+/// " file PATH", or nothing when the path is not known here (the caller names the file).
+fn in_file(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!(" file {path}")
+    }
 }
 
 /// Where the card keeps its persistent state.

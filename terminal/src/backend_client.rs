@@ -7,7 +7,7 @@
 //! answer is [`BackendError::Network`]: the request may or may not have been processed.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -188,12 +188,13 @@ impl Server {
         for (name, value) in query {
             request = request.query(*name, value);
         }
+        let started = Instant::now();
         let answer = request
             .config()
             .timeout_global(Some(timeout))
             .build()
             .call();
-        self.answer(&url, answer)
+        self.answer("GET", &url, started, answer)
     }
 
     fn post<B: Serialize, A: DeserializeOwned>(
@@ -208,17 +209,31 @@ impl Server {
         if let Some(token) = bearer {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
+        let started = Instant::now();
         let answer = request.send_json(body);
-        self.answer(&url, answer)
+        self.answer("POST", &url, started, answer)
     }
 
+    /// The answer to a request, logged at DEBUG: method, URL, status and time. Never the
+    /// bodies nor the headers, which carry credentials and the admin token.
     fn answer<A: DeserializeOwned>(
         &self,
+        method: &'static str,
         url: &str,
+        started: Instant,
         answer: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<A> {
-        let mut response = answer.map_err(|e| self.network(url, e))?;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let role = self.role.to_string();
+        let mut response = match answer {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::debug!(%role, method, url, error = %e, elapsed_ms, "HTTP request failed");
+                return Err(self.network(url, e));
+            }
+        };
         let status = response.status().as_u16();
+        tracing::debug!(%role, method, url, status, elapsed_ms, "HTTP");
         let text = response
             .body_mut()
             .with_config()

@@ -11,17 +11,29 @@ use clap::{Args, Parser, Subcommand};
 /// untouched, so this works with real readers and with the virtual card behind vpcd alike.
 #[derive(Parser, Debug)]
 #[command(name = "valuecard", version, propagate_version = true)]
-#[command(after_help = "Examples:
+#[command(
+    after_help = "Settings come from the command line, then the environment (VALUECARD_READER,
+VALUECARD_BACKEND...), then the config file (`valuecard config` shows them all and where each
+came from). RUST_LOG=debug logs APDUs and HTTP requests to standard error without their
+data: no PIN, credential or token is ever logged. --trace, for development, prints whole
+APDUs, PINs included.
+
+Examples:
   valuecard readers
   valuecard --reader 0 info
-  valuecard --card-state dev.state pin status
+  valuecard --card-state dev.state pin status       # an emulated card: no reader needed
   valuecard --trace apdu '00 A4 04 00 07 F0564341524401 00'
+  valuecard config
+
+With `valuecard-backend all` running, a blank card in the reader, and ACCOUNT and
+VALUECARD_CREDENTIAL set to what `valuecard bank open-account` printed:
   valuecard card register --pin 123456
-  valuecard withdraw --account 1001 --amount 300
+  valuecard withdraw --account \"$ACCOUNT\" --amount 300
   valuecard load --amount 200
-  valuecard unload --amount 50
+  valuecard unload --amount 50 --pin 123456
   valuecard balance
-  valuecard recover")]
+  valuecard recover"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -44,7 +56,8 @@ pub struct Global {
     #[arg(long, global = true, hide = true)]
     pub emulator_test_mode: bool,
 
-    /// Print every APDU in hex to stderr, both ways (">>" to the card, "<<" from it).
+    /// Print every APDU in hex to stderr, both ways (">>" to the card, "<<" from it), PINs
+    /// included: for development.
     #[arg(long, global = true)]
     pub trace: bool,
 
@@ -79,6 +92,16 @@ pub struct Global {
     /// or ~/.local/share/valuecard/journal.json].
     #[arg(long, global = true, env = "VALUECARD_JOURNAL", value_name = "FILE")]
     pub journal: Option<PathBuf>,
+
+    /// The config file, which sets what neither the command line nor the environment does
+    /// [default: $XDG_CONFIG_HOME/valuecard/config.toml, or ~/.config/valuecard/config.toml,
+    /// if it exists]. See `valuecard config --help`.
+    #[arg(long, global = true, env = "VALUECARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where each setting came from, filled in by `settings::resolve`.
+    #[arg(skip)]
+    pub sources: crate::settings::Sources,
 }
 
 #[derive(Subcommand, Debug)]
@@ -129,11 +152,28 @@ Examples:
     },
 
     /// Set a card up: personalisation and development keys.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "`register` is the way to set up a card for use: the center certifies it. `init` and
+`keygen` are for development, with keys in plain files.
+
+Examples:
+  valuecard card register --pin 123456      # with the backend running
+  valuecard card keygen --out issuer.key"
+    )]
     Card(CardCommand),
 
     /// Verify or change the PIN, or see how many tries are left.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "The PIN is set when the card is personalised (`valuecard card register`). Three wrong
+tries in a row block it for good.
+
+Examples:
+  valuecard pin status
+  valuecard pin verify --pin 123456
+  valuecard pin change --old 123456 --new 24680"
+    )]
     Pin(PinCommand),
 
     /// Run every conformance vector against the card and show which pass.
@@ -143,22 +183,36 @@ RESET, which only the emulator in test mode allows: run the card as
 `valuecard-card --test-mode --state FILE`. TEST RESET ERASES THE CARD. Exits 1 when a
 vector fails, 2 when the card does not allow TEST RESET.
 
-Examples:
+Examples (the first with `valuecard-card --slot 0 --test-mode --state /tmp/conformance.state`
+running; the others need nothing):
   valuecard --reader \"Virtual PCD 00 00\" conformance
-  valuecard conformance --filter chain"
+  valuecard --card-state /tmp/c.state --emulator-test-mode conformance --filter chain
+  valuecard --card-state /tmp/c.state --emulator-test-mode conformance --json"
     )]
     Conformance {
         /// Run only the vectors whose file or name contains this text.
         #[arg(long, value_name = "TEXT")]
         filter: Option<String>,
+        /// Print JSON instead of a table: the counts, then every vector with its result.
+        #[arg(long)]
+        json: bool,
     },
 
-    /// Measure performance.
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    /// Measure performance: every benchmark, in one table.
+    Bench(crate::cmd::bench::BenchArgs),
+
+    /// Watch the whole system work: two cards, the bank, the center and the arbiter.
+    Demo(crate::cmd::demo::DemoArgs),
 
     /// Bank accounts: open one, pay money in, read the balance.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples (with `valuecard-backend all` running and VALUECARD_ADMIN_TOKEN set to its admin
+token; ACCOUNT and VALUECARD_CREDENTIAL set to what open-account printed):
+  valuecard bank open-account --deposit 1000
+  valuecard bank deposit --account \"$ACCOUNT\" --amount 500
+  valuecard bank balance --account \"$ACCOUNT\""
+    )]
     Bank(BankCommand),
 
     /// Move money from a bank account to the center account of the card in the reader.
@@ -173,9 +227,10 @@ redeem`, so that the time does not link the two either.
 The credential comes from --credential, VALUECARD_CREDENTIAL, or a prompt when standard
 input is a terminal. Exits 1 on an error, saying what was done and what is left.
 
-Examples:
-  valuecard withdraw --account 1001 --amount 300
-  VALUECARD_CREDENTIAL=... valuecard withdraw --account 1001 --amount 300 --redeem-later --json"
+Examples (with the backend running, a registered card in the reader, and ACCOUNT and
+VALUECARD_CREDENTIAL set to what `valuecard bank open-account` printed):
+  valuecard withdraw --account \"$ACCOUNT\" --amount 300
+  valuecard withdraw --account \"$ACCOUNT\" --amount 300 --redeem-later --json"
     )]
     Withdraw {
         /// The bank account to debit.
@@ -235,9 +290,9 @@ arbiter's verdict, asked for with RESOLVE or CANCEL when it has none yet.
 With nothing in the journal or on the card this says \"nothing to recover\" and exits 0;
 it exits 1 when something is left.
 
-Examples:
+Examples (VALUECARD_CREDENTIAL set to the account's credential when pieces wait for the bank):
   valuecard recover
-  VALUECARD_CREDENTIAL=... valuecard recover --json"
+  valuecard --reader 1 recover --json"
     )]
     Recover {
         /// The credential of the accounts with pieces to send again.
@@ -265,7 +320,7 @@ nothing moves. If anything else breaks off, the request stays pending on the car
 `valuecard recover` finishes it: the center answers the same request with the same
 authorisation, and never debits twice.
 
-Examples:
+Examples (a registered card in the reader, with units at the center: see `valuecard withdraw`):
   valuecard load --amount 200
   valuecard load --amount 200 --json"
     )]
@@ -290,7 +345,7 @@ anything breaks off after UNLOAD, `valuecard recover` sends the receipt again.
 
 The PIN comes from --pin or VALUECARD_PIN, or is asked when standard input is a terminal.
 
-Examples:
+Examples (a card in the reader holding at least 50 of the center's currency):
   valuecard unload --amount 50 --pin 123456
   VALUECARD_PIN=123456 valuecard unload --amount 50 --json"
     )]
@@ -313,10 +368,12 @@ Examples:
     #[command(
         after_help = "Without a subcommand, lists the tickets the card holds (GET DATA; nothing changes).
 
-Examples:
+Examples (issuing needs VALUECARD_ADMIN_TOKEN; CARD_ID is a card id as `valuecard info` shows
+it):
   valuecard tickets
+  valuecard tickets --json
   valuecard tickets issue --asset CONCERT
-  valuecard tickets issue --asset CONCERT --card-id 9F3A... --serial 0001
+  valuecard tickets issue --asset MUSEUM --card-id \"$CARD_ID\" --serial 0001
   valuecard tickets fetch"
     )]
     Tickets {
@@ -345,7 +402,13 @@ RESOLVE request from the initiator), applied on the card.
 Each card needs its PIN: --initiator-pin and --responder-pin, VALUECARD_INITIATOR_PIN and
 VALUECARD_RESPONDER_PIN, or a prompt.
 
-Examples:
+The readers may also come from VALUECARD_INITIATOR and VALUECARD_RESPONDER or the config
+file's `initiator` and `responder` (see `valuecard config --help`); --initiator-state and
+--responder-state win over those.
+
+Examples (two registered cards, the initiator's holding 300 JPY and the responder's the ticket
+CONCERT 00C0FFEE, e.g. from `valuecard --reader 1 tickets issue --asset CONCERT --serial
+00C0FFEE`; the PINs in VALUECARD_INITIATOR_PIN and VALUECARD_RESPONDER_PIN):
   valuecard exchange --initiator 0 --responder 1 --give 300JPY --take ticket:CONCERT:00C0FFEE
   valuecard exchange --initiator-state a.state --responder-state b.state --give 50JPY --take nothing"
     )]
@@ -400,7 +463,7 @@ open exchange, a load request still pending and receipts not yet acknowledged. T
 center's side needs the card to sign a fresh challenge of the center (INTERNAL
 AUTHENTICATE, no PIN needed). Nothing changes.
 
-Examples:
+Examples (with the backend running and a registered card in the reader, or in dev.state):
   valuecard balance
   valuecard --card-state dev.state balance --json"
     )]
@@ -409,7 +472,54 @@ Examples:
         #[arg(long)]
         json: bool,
     },
+
+    /// Show the settings in effect (backend, bank, center, arbiter, reader, journal, the
+    /// exchange's readers) and where each came from.
+    #[command(after_help = CONFIG_HELP)]
+    Config {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+/// A config file with every key, as `valuecard config --help` shows it (a test parses it).
+macro_rules! sample_config {
+    () => {
+        "  backend   = \"http://127.0.0.1:8640\"        # --backend, VALUECARD_BACKEND
+  bank      = \"http://bank.example:8641\"     # --bank, VALUECARD_BANK
+  center    = \"http://center.example:8642\"   # --center, VALUECARD_CENTER
+  arbiter   = \"http://arbiter.example:8643\"  # --arbiter, VALUECARD_ARBITER
+  reader    = \"Virtual PCD 00 00\"            # --reader, VALUECARD_READER
+  journal   = \"~/valuecard/journal.json\"     # --journal, VALUECARD_JOURNAL
+  initiator = \"Virtual PCD 00 00\"            # exchange --initiator, VALUECARD_INITIATOR
+  responder = \"Virtual PCD 00 01\"            # exchange --responder, VALUECARD_RESPONDER
+"
+    };
+}
+#[cfg(test)]
+pub(crate) use sample_config;
+
+/// `valuecard config --help`: the file's format and the order of precedence.
+const CONFIG_HELP: &str = concat!(
+    "Each setting comes from the first of: the command line (--backend, --reader...), the
+environment (VALUECARD_BACKEND, VALUECARD_READER...), the config file, the built-in default.
+
+The config file is --config FILE or VALUECARD_CONFIG, else
+$XDG_CONFIG_HOME/valuecard/config.toml or ~/.config/valuecard/config.toml when it exists. It
+is TOML; every key is optional, and an unknown key is an error:
+
+",
+    sample_config!(),
+    "
+A relative journal path is taken from the config file's folder, and ~/ is the home folder. A
+reader from the environment or the file yields to --card-state (and to --initiator-state and
+--responder-state).
+
+Examples:
+  valuecard config
+  VALUECARD_READER=1 valuecard config --json"
+);
 
 #[derive(Subcommand, Debug)]
 pub enum TicketsCommand {
@@ -423,9 +533,10 @@ APPLY). With --card-id no card is needed; the owner picks the ticket up later wi
 `valuecard tickets fetch`. Issuing the same asset and serial again to the same card
 changes nothing.
 
-Examples:
+Examples (VALUECARD_ADMIN_TOKEN set to the backend's admin token; CARD_ID a registered card's
+id, as `valuecard info` shows it):
   valuecard tickets issue --asset CONCERT
-  VALUECARD_ADMIN_TOKEN=... valuecard tickets issue --asset CONCERT --serial 00000001 --card-id 9F3A..."
+  valuecard tickets issue --asset CONCERT --serial 00000001 --card-id \"$CARD_ID\" --json"
     )]
     Issue {
         /// The ticket's asset code: 1 to 8 printable ASCII characters, e.g. CONCERT.
@@ -445,8 +556,14 @@ Examples:
     },
 
     /// Load onto the card every ticket the center has issued to it and not delivered yet.
-    #[command(after_help = "Example:
-  valuecard tickets fetch")]
+    #[command(
+        after_help = "The card proves itself to the center (INTERNAL AUTHENTICATE, no PIN), which lists the
+tickets issued to it; each one not yet delivered is loaded like units.
+
+Examples:
+  valuecard tickets fetch
+  valuecard --reader 1 tickets fetch --json"
+    )]
     Fetch {
         /// Print JSON instead of text.
         #[arg(long)]
@@ -467,9 +584,10 @@ personalised is left alone.
 The PIN comes from --pin, VALUECARD_PIN, or is asked twice when standard input is a
 terminal.
 
-Examples:
+Examples (with `valuecard-backend all` running):
   valuecard card register --pin 123456
-  valuecard --card-state dev.state --backend http://127.0.0.1:8640 card register --json"
+  valuecard --backend http://127.0.0.1:8640 card register --pin 123456
+  VALUECARD_PIN=123456 valuecard --card-state dev.state card register --json"
     )]
     Register {
         /// The PIN to install: 4 to 12 digits.
@@ -487,10 +605,10 @@ Examples:
 here. On a blank card GENERATE KEY runs first; a keyed card keeps its key. A card that is
 already personalised is left alone (PERSONALIZE works once).
 
-Examples:
+Examples (ARBITER_KEY is the public key that the second keygen prints):
   valuecard card keygen --out issuer.key
-  valuecard card keygen --out arbiter.key        # prints the arbiter's public key
-  valuecard card init --issuer-key issuer.key --arbiter-key 03A1... --pin 123456"
+  valuecard card keygen --out arbiter.key
+  valuecard card init --issuer-key issuer.key --arbiter-key \"$ARBITER_KEY\" --pin 123456"
     )]
     Init {
         /// File holding the issuer's P-256 secret scalar in hex (see `card keygen`).
@@ -513,8 +631,9 @@ Examples:
         after_help = "The secret is written in hex to FILE, which must not exist yet (mode 600). Do not use
 these keys for anything real.
 
-Example:
-  valuecard card keygen --out issuer.key"
+Examples:
+  valuecard card keygen --out issuer.key
+  valuecard card keygen --out /tmp/arbiter.key"
     )]
     Keygen {
         /// Where to write the secret key.
@@ -540,8 +659,13 @@ Examples:
     },
 
     /// Replace the PIN, given the current one.
-    #[command(after_help = "Example:
-  valuecard pin change --old 123456 --new 24680")]
+    #[command(
+        after_help = "A wrong current PIN uses up a try, as with `valuecard pin verify`.
+
+Examples:
+  valuecard pin change --old 123456 --new 24680
+  VALUECARD_PIN=123456 VALUECARD_NEW_PIN=24680 valuecard pin change"
+    )]
     Change {
         /// The current PIN.
         #[arg(long, env = "VALUECARD_PIN", hide_env_values = true)]
@@ -552,33 +676,18 @@ Examples:
     },
 
     /// Show how many PIN tries are left, without using one.
-    #[command(after_help = "Example:
-  valuecard pin status")]
-    Status,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Time one small APDU round trip (GET DATA of the life-cycle state).
     #[command(
-        after_help = "Measures the in-process card, then the card in the chosen reader (--reader, or the
-first reader holding a valuecard), then, if asked, a baseline reader for comparison, e.g.
-the emulator started with --plain-socket. --trace is ignored here: it would be measured.
+        after_help = "VERIFY without a PIN: the card tells its try counter and uses no try. A card that is not
+personalised yet has no PIN, and says so.
 
 Examples:
-  valuecard bench apdu
-  valuecard --reader 0 bench apdu --baseline-reader 1"
+  valuecard pin status
+  valuecard --card-state dev.state pin status --json"
     )]
-    Apdu {
-        /// Round trips to time on each card.
-        #[arg(long, value_name = "N", default_value_t = 2000)]
-        iterations: usize,
-        /// A second reader to time for comparison.
-        #[arg(long, value_name = "R")]
-        baseline_reader: Option<String>,
-        /// Round trips to time on the baseline reader (a slow one takes ~50 ms each).
-        #[arg(long, value_name = "N", default_value_t = 50)]
-        baseline_iterations: usize,
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -589,9 +698,9 @@ pub enum BankCommand {
         after_help = "Without --credential a random one is made and printed once: keep it, the bank keeps only
 a hash of it. --deposit pays money in at once.
 
-Examples:
+Examples (VALUECARD_ADMIN_TOKEN set to the backend's admin token):
   valuecard bank open-account --deposit 1000
-  VALUECARD_ADMIN_TOKEN=... valuecard bank open-account --credential 'correct horse battery' --json"
+  valuecard bank open-account --credential 'correct horse battery' --json"
     )]
     OpenAccount {
         /// The account's credential, 8 to 128 characters [default: a random one].
@@ -617,9 +726,9 @@ Examples:
         after_help = "The reference makes the deposit safe to repeat: the bank credits a reference once. Without
 --reference a random one is made and printed.
 
-Examples:
-  valuecard bank deposit --account 1001 --amount 500
-  valuecard bank deposit --account 1001 --amount 500 --reference counter-2041"
+Examples (VALUECARD_ADMIN_TOKEN set to the backend's admin token; ACCOUNT an account number):
+  valuecard bank deposit --account \"$ACCOUNT\" --amount 500
+  valuecard bank deposit --account \"$ACCOUNT\" --amount 500 --reference counter-2041 --json"
     )]
     Deposit {
         /// The account to credit.
@@ -643,9 +752,9 @@ Examples:
         after_help = "The credential comes from --credential, VALUECARD_CREDENTIAL, or a prompt when standard
 input is a terminal.
 
-Examples:
-  valuecard bank balance --account 1001
-  VALUECARD_CREDENTIAL=... valuecard bank balance --account 1001 --json"
+Examples (ACCOUNT and CREDENTIAL as `valuecard bank open-account` printed them):
+  valuecard bank balance --account \"$ACCOUNT\"
+  VALUECARD_CREDENTIAL=\"$CREDENTIAL\" valuecard bank balance --account \"$ACCOUNT\" --json"
     )]
     Balance {
         /// The account.

@@ -236,6 +236,7 @@ impl Journal {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io_error("read", &path)(e)),
         };
+        tracing::debug!(path = %path.display(), withdrawals = withdrawals.len(), "journal opened");
         Ok(Journal {
             path,
             withdrawals,
@@ -421,6 +422,12 @@ impl Journal {
                 .and_then(|d| d.sync_all())
                 .map_err(io_error("sync the folder of", &self.path))?;
         }
+        tracing::debug!(
+            path = %self.path.display(),
+            withdrawals = contents.withdrawals.len(),
+            bytes = bytes.len(),
+            "journal written"
+        );
         self.withdrawals = contents.withdrawals;
         Ok(())
     }

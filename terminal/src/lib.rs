@@ -1,6 +1,6 @@
 //! The valuecard terminal: transports to a card (PC/SC or in-process), an APDU client that
-//! does what PC/SC leaves to applications, the conformance runner and a round-trip benchmark.
-//! The `valuecard` CLI is built on these.
+//! does what PC/SC leaves to applications, the conformance runner and the benchmarks. The
+//! `valuecard` CLI is built on these.
 
 pub mod backend_client;
 pub mod bench;

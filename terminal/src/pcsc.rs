@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use pcsc::{Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
 
-use crate::transport::{Transport, TransportError};
+use crate::transport::{Transport, TransportError, apdu_log_start, log_apdu};
 
 /// A reader as `valuecard readers` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,6 +243,7 @@ impl PcscTransport {
         };
         let index = wait_for_card(&context, &candidates, wait)?;
         let reader = candidates[index].clone();
+        tracing::info!(reader = %lossy(&reader), selector = selector.unwrap_or("(none: the first holding a card)"), "using reader");
         let card = connect(&context, &reader)?;
         let mut transport = PcscTransport {
             context,
@@ -327,6 +328,35 @@ fn connect(context: &Context, reader: &CString) -> Result<pcsc::Card, TransportE
 
 impl Transport for PcscTransport {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let started = apdu_log_start();
+        let answer = self.transmit_unlogged(apdu);
+        if started.is_some() {
+            log_apdu(&self.reader(), apdu, &answer, started);
+        }
+        answer
+    }
+
+    fn reset(&mut self) -> Result<(), TransportError> {
+        tracing::debug!(reader = %self.reader(), "warm reset");
+        self.reconnect(Disposition::ResetCard)
+    }
+
+    fn power_cycle(&mut self) -> Result<(), TransportError> {
+        tracing::debug!(reader = %self.reader(), "power cycle");
+        self.reconnect(Disposition::UnpowerCard)
+    }
+
+    fn atr(&self) -> Vec<u8> {
+        self.atr.clone()
+    }
+
+    fn name(&self) -> String {
+        self.reader()
+    }
+}
+
+impl PcscTransport {
+    fn transmit_unlogged(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
         match self.card.transmit(apdu, &mut self.receive) {
             Ok(answer) => Ok(answer.to_vec()),
             Err(pcsc::Error::ResetCard) => {
@@ -339,22 +369,6 @@ impl Transport for PcscTransport {
             }
             Err(e) => Err(self.error("sending an APDU", e)),
         }
-    }
-
-    fn reset(&mut self) -> Result<(), TransportError> {
-        self.reconnect(Disposition::ResetCard)
-    }
-
-    fn power_cycle(&mut self) -> Result<(), TransportError> {
-        self.reconnect(Disposition::UnpowerCard)
-    }
-
-    fn atr(&self) -> Vec<u8> {
-        self.atr.clone()
-    }
-
-    fn name(&self) -> String {
-        self.reader()
     }
 }
 

@@ -4,6 +4,7 @@
 //! card's raw answers.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use valuecard_card::storage::FileStorage;
 use valuecard_card::{Card, Options};
@@ -51,6 +52,44 @@ pub enum TransportError {
     },
     #[error("cannot use the card state file {path}: {message}")]
     Storage { path: PathBuf, message: String },
+}
+
+/// Logs one APDU exchange at DEBUG (RUST_LOG=debug): the command's name, header and lengths,
+/// the status word and the time taken. Never the data: VERIFY, CHANGE REFERENCE DATA and
+/// PERSONALIZE carry the PIN. `started` is `None` when DEBUG is off, so that a disabled log
+/// costs no clock reading.
+pub fn log_apdu(
+    card: &str,
+    apdu: &[u8],
+    answer: &Result<Vec<u8>, TransportError>,
+    started: Option<Instant>,
+) {
+    let Some(started) = started else {
+        return;
+    };
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    let [cla, ins, p1, p2] = apdu.first_chunk::<4>().copied().unwrap_or_default();
+    let name = apdu_spec::commands::lookup(cla, ins).map_or("?", |c| c.name);
+    let lc = apdu_spec::apdu::Apdu::parse(apdu).map_or(0, |a| a.data.len());
+    let ins = format!("{ins:02X}");
+    let header = format!("{cla:02X} {ins} {p1:02X} {p2:02X}");
+    match answer {
+        Ok(bytes) => {
+            let sw = bytes
+                .last_chunk::<2>()
+                .map_or("none".to_string(), hex::encode_upper);
+            let data = bytes.len().saturating_sub(2);
+            tracing::debug!(card, command = name, %header, lc, sw, response_len = data, elapsed_us, "APDU");
+        }
+        Err(e) => {
+            tracing::debug!(card, command = name, %header, lc, error = %e, elapsed_us, "APDU failed");
+        }
+    }
+}
+
+/// When to start the clock for [`log_apdu`]: only when the APDU log is on.
+pub fn apdu_log_start() -> Option<Instant> {
+    tracing::enabled!(tracing::Level::DEBUG).then(Instant::now)
 }
 
 /// A connection to one card.
@@ -155,7 +194,10 @@ fn options(test_mode: bool) -> Options {
 
 impl Transport for InProcess {
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        Ok(self.card.transmit(apdu))
+        let started = apdu_log_start();
+        let answer = Ok(self.card.transmit(apdu));
+        log_apdu(&self.name, apdu, &answer, started);
+        answer
     }
     fn reset(&mut self) -> Result<(), TransportError> {
         self.card.reset();

@@ -23,11 +23,6 @@ pub fn bin(name: &str) -> PathBuf {
     launch::sibling_binary(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Whether pcscd answers and shows both vpcd readers; why not, otherwise.
-pub fn list_vpcd_readers() -> Result<(), String> {
-    launch::require_vpcd().map_err(|e| e.to_string())
-}
-
 /// Fails with a clear message when pcscd or the vpcd readers are not there.
 pub fn require_pcscd() {
     launch::require_vpcd().unwrap_or_else(|e| panic!("{e}"));

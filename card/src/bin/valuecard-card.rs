@@ -16,11 +16,19 @@ use valuecard_card::{Card, Options};
 /// Its persistent state (key, PIN, values) lives in the state file, written atomically
 /// once per command; it survives restarts and power cuts.
 ///
-/// Examples:
-///   valuecard-card --slot 0 --state card-a.state
-///   valuecard-card --vpcd 127.0.0.1:35964 --state card-b.state --trace
+/// It tells on standard error when it is inserted into the reader and removed from it;
+/// --trace adds every APDU in hex (PIN commands included: for development only). It does
+/// not read RUST_LOG. Ctrl-C or SIGTERM stops it.
 #[derive(Parser, Debug)]
-#[command(version, verbatim_doc_comment)]
+#[command(
+    version,
+    verbatim_doc_comment,
+    after_help = "Examples:
+  valuecard-card --slot 0 --state card-a.state
+  valuecard-card --slot 1 --state card-b.state --trace
+  valuecard-card --vpcd 127.0.0.1:35964 --state card-b.state
+  valuecard-card --slot 0 --state /tmp/conformance.state --test-mode   # for `valuecard conformance`"
+)]
 struct Args {
     /// vpcd slot: 0 connects to port 35963 ("Virtual PCD 00 00"), 1 to 35964.
     #[arg(long, conflicts_with = "vpcd", default_value_t = 0)]
@@ -80,4 +88,20 @@ fn run(args: Args) -> Result<(), String> {
     // Every command committed before it answered: there is nothing left to save.
     eprintln!("valuecard-card: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Args;
+
+    #[test]
+    fn the_command_line_is_consistent_and_has_examples() {
+        let command = Args::command();
+        command.clone().debug_assert();
+        assert!(command.get_about().is_some());
+        let after = command.get_after_help().map(|h| h.to_string());
+        assert!(after.is_some_and(|h| h.contains("Examples:")));
+    }
 }

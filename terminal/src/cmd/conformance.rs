@@ -4,12 +4,13 @@ use std::process::ExitCode;
 
 use apdu_spec::apdu::Response;
 use apdu_spec::commands::ins;
-use valuecard_terminal::conformance;
+use serde_json::json;
+use valuecard_terminal::conformance::{self, Outcome};
 
-use super::{CliError, Result, open};
+use super::{CliError, Result, open, progress};
 use crate::cli::Global;
 
-pub fn run(global: &Global, filter: Option<&str>) -> Result<ExitCode> {
+pub fn run(global: &Global, filter: Option<&str>, json: bool) -> Result<ExitCode> {
     let mut transport = open(global)?;
     // The vectors reach their preconditions through TEST RESET: find out first whether the
     // card allows it, rather than fail every vector in its setup.
@@ -30,9 +31,61 @@ pub fn run(global: &Global, filter: Option<&str>) -> Result<ExitCode> {
         .code(2));
     }
 
-    let outcomes = conformance::run_matching(&mut *transport, |file, vector| {
-        filter.is_none_or(|f| file.contains(f) || vector.name.contains(f))
-    });
+    let vectors = apdu_spec::vectors::all().map_err(|e| {
+        CliError::new(format!("the conformance vectors do not parse: {e}")).hint(
+            "this valuecard was built from broken vector files: rebuild it from a clean checkout",
+        )
+    })?;
+    let selected: Vec<_> = vectors
+        .into_iter()
+        .filter(|(file, vector)| filter.is_none_or(|f| file.contains(f) || vector.name.contains(f)))
+        .collect();
+    if selected.is_empty() {
+        return Err(CliError::new(format!(
+            "no vector matches the filter {:?}",
+            filter.unwrap_or_default()
+        ))
+        .hint("the filter is matched against file names (e.g. chain, pin) and vector names")
+        .code(2));
+    }
+    let bar = progress(global, selected.len() as u64, "conformance vectors");
+    let outcomes: Vec<Outcome> = selected
+        .into_iter()
+        .map(|(file, vector)| {
+            bar.inc(1);
+            let result = conformance::run_vector(&mut *transport, &vector);
+            Outcome {
+                file,
+                name: vector.name,
+                result,
+            }
+        })
+        .collect();
+    bar.finish_and_clear();
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    let code = if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if json {
+        println!(
+            "{}",
+            json!({
+                "card": transport.name(),
+                "vectors": outcomes.len(),
+                "passed": outcomes.len() - failed,
+                "failed": failed,
+                "results": outcomes.iter().map(|o| json!({
+                    "file": o.file,
+                    "vector": o.name,
+                    "passed": o.passed(),
+                    "detail": o.result.as_ref().err(),
+                })).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(code);
+    }
     let file_width = outcomes
         .iter()
         .map(|o| o.file.len())
@@ -60,14 +113,6 @@ pub fn run(global: &Global, filter: Option<&str>) -> Result<ExitCode> {
         );
         println!("{}", line.trim_end());
     }
-    let failed = outcomes.iter().filter(|o| !o.passed()).count();
     println!("{} passed, {failed} failed", outcomes.len() - failed);
-    if outcomes.is_empty() {
-        return Err(CliError::new("no vector matches the filter"));
-    }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(code)
 }

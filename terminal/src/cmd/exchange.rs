@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use apdu_spec::exchange::Outcome;
 use apdu_spec::exchange::messages::{Role, SessionInfo};
+use apdu_spec::exchange::{Outcome, Value};
+use apdu_spec::units::UnitValue;
 use serde_json::json;
 use valuecard_terminal::Client;
 use valuecard_terminal::exchange::{self, Ending, ExchangeError, parse_value, show_value};
@@ -73,6 +74,15 @@ pub fn exchange(
     }
     let mut a = open_side(global, &initiator, "initiator")?;
     let mut b = open_side(global, &responder, "responder")?;
+    // The initiator's shortfall stops everything now; the responder's is left to AGREE,
+    // which the protocol ends cleanly (ABORT), and only explains its refusal.
+    if let Some((missing, hint)) = lacks(&mut a, &give)? {
+        return Err(CliError::new(format!(
+            "the initiator's card {missing}; nothing was started"
+        ))
+        .hint(hint));
+    }
+    let responder_lacks = lacks(&mut b, &take)?;
     let arbiter = endpoints.arbiter();
     let mut steps = Vec::new();
     let report = exchange::run(&mut a, &mut b, &arbiter, &give, &take, &mut |name, what| {
@@ -121,10 +131,69 @@ pub fn exchange(
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some((step, why)) => Err(CliError::new(format!(
-            "the exchange did not go through: {step} failed ({why}); each card has its own value back"
-        ))),
+        Some((step, why)) => {
+            let error = CliError::new(format!(
+                "the exchange did not go through: {step} failed ({why}); each card has its own value back"
+            ));
+            Err(match responder_lacks {
+                Some((missing, hint)) if step == "AGREE" => {
+                    error.hint(format!("the responder's card {missing}: {hint}"))
+                }
+                _ => error,
+            })
+        }
     }
+}
+
+/// What the card lacks of `value`, which it is to give, and what to do about it: START and
+/// AGREE refuse a value the card lacks with a bare 6985, which does not say what is missing.
+fn lacks<T: Transport>(
+    client: &mut Client<T>,
+    value: &Value,
+) -> Result<Option<(String, &'static str)>> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let values = client.info()?.values;
+    let (missing, hint) = match value {
+        UnitValue::Asset { code, amount } => {
+            let available = values
+                .assets
+                .iter()
+                .find(|a| &a.code == code)
+                .map_or(0, |a| a.available);
+            if available >= *amount {
+                return Ok(None);
+            }
+            (
+                format!(
+                    "has {available} {code} available, less than the {amount} {code} it would give"
+                ),
+                "`valuecard load` moves units from the card's account at the center onto it; `valuecard balance` shows both",
+            )
+        }
+        UnitValue::Ticket { code, serial } => {
+            let held = values
+                .tickets
+                .iter()
+                .find(|t| &t.asset == code && &t.serial == serial);
+            match held {
+                Some(t) if !t.escrowed => return Ok(None),
+                Some(_) => (
+                    format!(
+                        "holds the ticket {code} {} in escrow for another exchange",
+                        hex::encode_upper(serial)
+                    ),
+                    "`valuecard recover` settles that exchange first",
+                ),
+                None => (
+                    format!("holds no ticket {code} {}", hex::encode_upper(serial)),
+                    "`valuecard tickets` lists the tickets on a card (with --reader or --card-state for that card)",
+                ),
+            }
+        }
+    };
+    Ok(Some((missing, hint)))
 }
 
 fn session_json(s: &SessionInfo) -> serde_json::Value {

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use apdu_spec::cert;
+use indicatif::ProgressBar;
 use rand::RngExt;
 use serde::Serialize;
 use serde_json::json;
@@ -110,7 +111,11 @@ pub fn withdraw(global: &Global, endpoints: &Endpoints, args: WithdrawArgs) -> R
     }
     let mut amounts = pieces.clone();
     amounts.dedup();
-    let keys = fetch_keys(&bank, &trusted, &amounts)?;
+    // The bank makes the keys it lacks on demand, an RSA key generation each: seconds.
+    let waiting = super::spinner(global, "the bank prepares its denomination keys");
+    let keys = fetch_keys(&bank, &trusted, &amounts);
+    waiting.finish_and_clear();
+    let keys = keys?;
     let now = funding::now();
     let chosen = pieces
         .iter()
@@ -140,9 +145,12 @@ pub fn withdraw(global: &Global, endpoints: &Endpoints, args: WithdrawArgs) -> R
     fault::reached(Point::JournalBlinded);
 
     // The bank: one blinded message at a time, each journaled signed as soon as it is.
+    let steps = pieces.len() * if args.redeem_later { 1 } else { 2 };
+    let bar = super::progress(global, steps as u64, "the bank signs");
     let mut states: Vec<&'static str> = vec!["blinded"; pieces.len()];
     let mut failure: Option<CliError> = None;
     for (i, message) in messages.iter().enumerate() {
+        bar.inc(1);
         match sign_piece(&mut journal, &id, message, &bank, &credential) {
             Ok(_) => states[i] = "signed",
             Err(FundingError::Backend(e)) if e.is_refusal() => {
@@ -166,7 +174,9 @@ pub fn withdraw(global: &Global, endpoints: &Endpoints, args: WithdrawArgs) -> R
     if !args.redeem_later {
         let mut key_lists = KeyLists::default();
         key_lists.insert(&bank, keys.signed.clone());
+        bar.set_message("the center credits");
         for (i, message) in messages.iter().enumerate() {
+            bar.inc(1);
             if states[i] != "signed" {
                 continue;
             }
@@ -180,6 +190,7 @@ pub fn withdraw(global: &Global, endpoints: &Endpoints, args: WithdrawArgs) -> R
         }
     }
 
+    bar.finish_and_clear();
     let sum = |wanted: &[&str]| -> u64 {
         pieces
             .iter()
@@ -435,8 +446,10 @@ fn redeem_withdrawal(
     bank: &BankClient,
     key_lists: &mut KeyLists,
     actions: &mut Actions,
+    bar: &ProgressBar,
 ) {
     for (message, amount) in pieces_in(journal, &w.id, "signed") {
+        bar.inc(1);
         match redeem_piece(journal, &w.id, &message, center, bank, key_lists) {
             Ok(answer) => actions.add(w, amount, "redeemed", answer.replayed),
             Err(e) => {
@@ -473,6 +486,7 @@ pub fn redeem(global: &Global, endpoints: &Endpoints, json: bool) -> Result<Exit
     }
     let mut actions = Actions::default();
     let mut key_lists = KeyLists::default();
+    let bar = super::progress(global, waiting as u64, "the center credits");
     for w in &withdrawals {
         let center = endpoints.center_for(&w.center);
         let bank = endpoints.bank_for(&w.bank);
@@ -483,8 +497,10 @@ pub fn redeem(global: &Global, endpoints: &Endpoints, json: bool) -> Result<Exit
             &bank,
             &mut key_lists,
             &mut actions,
+            &bar,
         );
     }
+    bar.finish_and_clear();
     actions.finish(
         &journal,
         json,
@@ -503,6 +519,19 @@ pub fn recover(
     let mut credentials: HashMap<String, String> = HashMap::new();
     let mut actions = Actions::default();
     let mut key_lists = KeyLists::default();
+    // A step per piece at the bank and per token at the center.
+    let steps: usize = withdrawals
+        .iter()
+        .map(|w| {
+            let (blinded, signed) = (w.tally("blinded").0, w.tally("signed").0);
+            if w.redeem_later {
+                blinded
+            } else {
+                2 * blinded + signed
+            }
+        })
+        .sum();
+    let bar = super::progress(global, steps as u64, "recovering withdrawals");
     for w in &withdrawals {
         let bank = endpoints.bank_for(&w.bank);
         let center = endpoints.center_for(&w.center);
@@ -512,7 +541,8 @@ pub fn recover(
         let credential = if blinded.is_empty() {
             None
         } else {
-            match account_credential(&credential, &mut credentials, &w.account) {
+            // A prompt for the credential must not share its line with the bar.
+            match bar.suspend(|| account_credential(&credential, &mut credentials, &w.account)) {
                 Ok(c) => Some(c),
                 Err(error) => {
                     let amount = blinded.iter().map(|(_, a)| a).sum();
@@ -523,6 +553,7 @@ pub fn recover(
         };
         if let Some(credential) = &credential {
             for (message, amount) in &blinded {
+                bar.inc(1);
                 match sign_piece(&mut journal, &w.id, message, &bank, credential) {
                     Ok(signed) => actions.add(w, *amount, "signed", signed.replayed),
                     Err(e) if bank_refused_for_good(&e) => {
@@ -552,9 +583,11 @@ pub fn recover(
                 &bank,
                 &mut key_lists,
                 &mut actions,
+                &bar,
             );
         }
     }
+    bar.finish_and_clear();
     // Then the card in the reader: its pending load and its receipts. After the journal,
     // so that units just credited at the center can be loaded.
     match super::units::recover_card(global, endpoints) {

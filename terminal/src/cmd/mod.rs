@@ -2,9 +2,11 @@
 
 mod apdu;
 mod bank;
-mod bench;
+pub mod bench;
 mod card;
+mod config;
 mod conformance;
+pub mod demo;
 mod exchange;
 mod funding;
 mod info;
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use apdu_spec::commands::LifeCycle;
 use apdu_spec::objects::CardInfo;
-use clap::parser::ValueSource;
+use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 use valuecard_protocol::ErrorCode;
 use valuecard_terminal::backend_client::{
     ArbiterClient, BackendError, BankClient, CenterClient, Role, normalise_base,
@@ -62,7 +64,24 @@ impl CliError {
 
 impl From<TransportError> for CliError {
     fn from(e: TransportError) -> Self {
-        CliError::new(e.to_string())
+        let hint = match &e {
+            TransportError::NoService(_) => Some(
+                "start it with `sudo systemctl start pcscd` (or `make setup`); `valuecard readers` checks it".to_string(),
+            ),
+            TransportError::NoCard { reader } => Some(match reader.strip_prefix("Virtual PCD 00 0") {
+                // vpcd's readers: a virtual card goes in with valuecard-card.
+                Some(slot) => format!(
+                    "start a virtual card there: `valuecard-card --slot {slot} --state card.state`"
+                ),
+                None => "`valuecard readers` shows which readers hold a card; a virtual card goes in with `valuecard-card --slot 0 --state card.state`".into(),
+            }),
+            _ => None,
+        };
+        let error = CliError::new(e.to_string());
+        match hint {
+            Some(hint) => error.hint(hint),
+            None => error,
+        }
     }
 }
 
@@ -86,17 +105,21 @@ impl From<BackendError> for CliError {
 /// What to do about a backend error, when there is something to say.
 fn backend_hint(e: &BackendError) -> Option<String> {
     let option = match e.role() {
-        Role::Bank => "--bank or --backend (VALUECARD_BANK, VALUECARD_BACKEND)",
-        Role::Center => "--center or --backend (VALUECARD_CENTER, VALUECARD_BACKEND)",
-        Role::Arbiter => "--arbiter or --backend (VALUECARD_ARBITER, VALUECARD_BACKEND)",
+        Role::Bank => "--bank or --backend (VALUECARD_BANK, VALUECARD_BACKEND, or the config file)",
+        Role::Center => {
+            "--center or --backend (VALUECARD_CENTER, VALUECARD_BACKEND, or the config file)"
+        }
+        Role::Arbiter => {
+            "--arbiter or --backend (VALUECARD_ARBITER, VALUECARD_BACKEND, or the config file)"
+        }
     };
     Some(match e {
-        BackendError::Network { .. } => {
-            format!("is the backend running? Its address is set with {option}")
-        }
-        BackendError::BadAnswer { .. } => {
-            format!("is this the valuecard backend? Its address is set with {option}")
-        }
+        BackendError::Network { .. } => format!(
+            "is the backend running (`valuecard-backend all`)? Its address is set with {option}; `valuecard config` shows where it comes from"
+        ),
+        BackendError::BadAnswer { .. } => format!(
+            "is this the valuecard backend? Its address is set with {option}; `valuecard config` shows where it comes from"
+        ),
         BackendError::Api { code, .. } => match code {
             ErrorCode::AdminUnauthorized => {
                 "pass the bank's admin token with --admin-token or VALUECARD_ADMIN_TOKEN".into()
@@ -148,8 +171,8 @@ impl From<FundingError> for CliError {
 
 pub type Result<T, E = CliError> = std::result::Result<T, E>;
 
-/// Where the bank and the center are, and whether the user chose it (on the command line or
-/// in the environment) or it is the default.
+/// Where the bank and the center are, and whether the user chose it (on the command line, in
+/// the environment or in the config file) or it is the default.
 #[derive(Clone, Debug)]
 pub struct Endpoints {
     pub bank: String,
@@ -162,21 +185,16 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    fn from(global: &Global, matches: &clap::ArgMatches) -> Self {
-        let chosen = |id: &str| {
-            matches!(
-                matches.value_source(id),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            )
-        };
-        let backend_chosen = chosen("backend");
-        Endpoints {
+    fn from(global: &Global) -> Result<Self> {
+        crate::settings::check_urls(global)?;
+        let backend_chosen = global.sources.backend.is_chosen();
+        Ok(Endpoints {
             bank: normalise_base(global.bank.as_deref().unwrap_or(&global.backend)),
             center: normalise_base(global.center.as_deref().unwrap_or(&global.backend)),
             arbiter: normalise_base(global.arbiter.as_deref().unwrap_or(&global.backend)),
             bank_chosen: backend_chosen || global.bank.is_some(),
             center_chosen: backend_chosen || global.center.is_some(),
-        }
+        })
     }
 
     pub fn bank(&self) -> BankClient {
@@ -267,18 +285,7 @@ pub fn prompt_hidden(label: &str) -> Result<String> {
 }
 
 pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
-    let mut global = cli.global;
-    if global.card_state.is_some() && global.reader.is_some() {
-        // A reader named in the environment yields to an explicit --card-state; two
-        // explicit choices are a mistake.
-        if matches.value_source("reader") == Some(ValueSource::EnvVariable) {
-            global.reader = None;
-        } else {
-            return Err(CliError::new(
-                "--reader and --card-state both choose the card: pass one of them",
-            ));
-        }
-    }
+    let global = crate::settings::resolve(cli.global, matches)?;
     if global.emulator_test_mode && global.card_state.is_none() {
         return Err(CliError::new(
             "--emulator-test-mode applies to the --card-state emulator only",
@@ -288,11 +295,12 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
         Command::Readers { json } => readers::run(json),
         Command::Info { json } => info::run(&global, json),
         Command::Apdu { raw, apdus } => apdu::run(&global, raw, &apdus),
-        Command::Card(command) => card::run(&global, &Endpoints::from(&global, matches), command),
+        Command::Card(command) => card::run(&global, &Endpoints::from(&global)?, command),
         Command::Pin(command) => pin::run(&global, command),
-        Command::Conformance { filter } => conformance::run(&global, filter.as_deref()),
-        Command::Bench(command) => bench::run(&global, command),
-        Command::Bank(command) => bank::run(&Endpoints::from(&global, matches), command),
+        Command::Conformance { filter, json } => conformance::run(&global, filter.as_deref(), json),
+        Command::Bench(args) => bench::run(&global, args),
+        Command::Demo(args) => demo::run(&global, args),
+        Command::Bank(command) => bank::run(&Endpoints::from(&global)?, command),
         Command::Withdraw {
             account,
             amount,
@@ -301,7 +309,7 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
             json,
         } => funding::withdraw(
             &global,
-            &Endpoints::from(&global, matches),
+            &Endpoints::from(&global)?,
             funding::WithdrawArgs {
                 account,
                 amount,
@@ -310,26 +318,15 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
                 json,
             },
         ),
-        Command::Redeem { json } => {
-            funding::redeem(&global, &Endpoints::from(&global, matches), json)
+        Command::Redeem { json } => funding::redeem(&global, &Endpoints::from(&global)?, json),
+        Command::Recover { credential, json } => {
+            funding::recover(&global, &Endpoints::from(&global)?, credential, json)
         }
-        Command::Recover { credential, json } => funding::recover(
-            &global,
-            &Endpoints::from(&global, matches),
-            credential,
-            json,
-        ),
         Command::Load {
             amount,
             asset,
             json,
-        } => units::load(
-            &global,
-            &Endpoints::from(&global, matches),
-            amount,
-            asset,
-            json,
-        ),
+        } => units::load(&global, &Endpoints::from(&global)?, amount, asset, json),
         Command::Unload {
             amount,
             asset,
@@ -337,14 +334,14 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
             json,
         } => units::unload(
             &global,
-            &Endpoints::from(&global, matches),
+            &Endpoints::from(&global)?,
             amount,
             asset,
             pin,
             json,
         ),
         Command::Tickets { command, json } => {
-            units::tickets(&global, &Endpoints::from(&global, matches), command, json)
+            units::tickets(&global, &Endpoints::from(&global)?, command, json)
         }
         Command::Exchange {
             initiator,
@@ -358,14 +355,22 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
             json,
         } => exchange::exchange(
             &global,
-            &Endpoints::from(&global, matches),
+            &Endpoints::from(&global)?,
             exchange::Side {
-                reader: initiator,
+                reader: crate::settings::exchange_reader(
+                    initiator,
+                    initiator_state.as_deref(),
+                    &global.sources.initiator,
+                ),
                 state: initiator_state,
                 pin: initiator_pin,
             },
             exchange::Side {
-                reader: responder,
+                reader: crate::settings::exchange_reader(
+                    responder,
+                    responder_state.as_deref(),
+                    &global.sources.responder,
+                ),
                 state: responder_state,
                 pin: responder_pin,
             },
@@ -374,10 +379,40 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
             json,
         ),
         Command::Sessions { json } => exchange::sessions(&global, json),
-        Command::Balance { json } => {
-            units::balance(&global, &Endpoints::from(&global, matches), json)
-        }
+        Command::Balance { json } => units::balance(&global, &Endpoints::from(&global)?, json),
+        Command::Config { json } => config::run(&global, json),
     }
+}
+
+/// A progress bar on standard error for `len` steps of long work. Hidden when standard error
+/// is not a terminal, and under --trace or RUST_LOG, whose lines would tear it; standard
+/// output (results, JSON) never sees it.
+pub fn progress(global: &Global, len: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() || global.trace || std::env::var_os("RUST_LOG").is_some() {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template("{msg:<24} [{bar:30}] {pos}/{len} {elapsed}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    // Dropped on an early return (an error), it clears itself rather than stay half drawn
+    // above the message.
+    ProgressBar::new(len)
+        .with_style(style)
+        .with_message(what.to_string())
+        .with_finish(ProgressFinish::AndClear)
+}
+
+/// A spinner on standard error while one slow step runs (same rules as [`progress`]).
+pub fn spinner(global: &Global, what: &str) -> ProgressBar {
+    let bar = progress(global, 0, what);
+    if bar.is_hidden() {
+        return bar;
+    }
+    let style = ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 pub fn wait(global: &Global) -> Duration {

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use apdu_spec::commands::LifeCycle;
+use serde_json::json;
 use valuecard_terminal::PinStatus;
 
 use super::{CliError, Result, pin_from, selected_client};
@@ -22,15 +24,50 @@ pub fn run(global: &Global, command: PinCommand) -> Result<ExitCode> {
             refuse_unless_verified(status)?;
             println!("PIN changed");
         }
-        PinCommand::Status => match selected_client(global)?.pin_tries()? {
-            PinStatus::Verified => println!("PIN verified in this session"),
-            PinStatus::NotVerified { tries_left } => {
-                println!("{tries_left} of {} tries left", apdu_spec::PIN_MAX_TRIES)
-            }
-            PinStatus::Blocked => println!("PIN blocked"),
-        },
+        PinCommand::Status { json } => status(global, json)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn status(global: &Global, json: bool) -> Result<()> {
+    let mut client = selected_client(global)?;
+    // Before PERSONALIZE there is no PIN, and VERIFY would only answer 6985.
+    let life_cycle = client.info()?.life_cycle;
+    let status = match life_cycle {
+        LifeCycle::Active => Some(client.pin_tries()?),
+        _ => None,
+    };
+    let (state, tries_left) = match status {
+        None => ("not_set", None),
+        Some(PinStatus::Verified) => ("verified", None),
+        Some(PinStatus::NotVerified { tries_left }) => ("not_verified", Some(tries_left)),
+        Some(PinStatus::Blocked) => ("blocked", Some(0)),
+    };
+    if json {
+        println!(
+            "{}",
+            json!({
+                "card": client.transport().name(),
+                "life_cycle": life_cycle.name(),
+                "pin": state,
+                "tries_left": tries_left,
+                "max_tries": apdu_spec::PIN_MAX_TRIES,
+            })
+        );
+        return Ok(());
+    }
+    match status {
+        None => println!(
+            "no PIN yet: the card is {}, not personalised (`valuecard card register` sets the PIN)",
+            life_cycle.name()
+        ),
+        Some(PinStatus::Verified) => println!("PIN verified in this session"),
+        Some(PinStatus::NotVerified { tries_left }) => {
+            println!("{tries_left} of {} tries left", apdu_spec::PIN_MAX_TRIES)
+        }
+        Some(PinStatus::Blocked) => println!("PIN blocked"),
+    }
+    Ok(())
 }
 
 pub(super) fn refuse_unless_verified(status: PinStatus) -> Result<()> {

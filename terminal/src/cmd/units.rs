@@ -136,7 +136,8 @@ pub fn unload(
         return Err(CliError::new(format!(
             "the card has {available} {} available, less than {amount}",
             value.code()
-        )));
+        ))
+        .hint("`valuecard balance` shows the card and its account at the center; `valuecard load` moves units onto the card"));
     }
     let pin = secret_from(pin, "PIN", "--pin PIN", "VALUECARD_PIN")?;
     let pin = pin_from(Some(pin), "--pin", "VALUECARD_PIN")?;

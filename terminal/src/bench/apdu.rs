@@ -51,6 +51,15 @@ pub fn apdu_round_trip_with_warm_up(
     iterations: usize,
     warm_up: usize,
 ) -> Result<Stats, TransportError> {
+    select_and_warm_up(transport, warm_up)?;
+    time_round_trips(transport, iterations)
+}
+
+/// Selects the application, then sends `warm_up` unmeasured probes.
+pub fn select_and_warm_up(
+    transport: &mut dyn Transport,
+    warm_up: usize,
+) -> Result<(), TransportError> {
     // Select first, so that a card without an implicitly selected application answers the
     // probe with data, as it will in real use.
     let mut select = vec![0x00, 0xA4, 0x04, 0x0C, apdu_spec::AID.len() as u8];
@@ -59,6 +68,14 @@ pub fn apdu_round_trip_with_warm_up(
     for _ in 0..warm_up {
         transport.transmit(PROBE)?;
     }
+    Ok(())
+}
+
+/// Times `iterations` round trips of [`PROBE`] (at least one), with no warm-up.
+pub fn time_round_trips(
+    transport: &mut dyn Transport,
+    iterations: usize,
+) -> Result<Stats, TransportError> {
     let mut samples = Vec::with_capacity(iterations.max(1));
     for _ in 0..iterations.max(1) {
         let start = Instant::now();
