@@ -4,8 +4,6 @@
 //! pcscd, no backend.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
@@ -407,41 +405,29 @@ fn trace_logs_never_show_the_pin() {
 }
 
 /// A stub backend on loopback: answers every request with the API's "admin_unauthorized"
-/// error, and keeps what it was sent.
+/// error, and keeps what it was sent (headers as `name: value` lines, then the body).
 fn stub_backend() -> (String, Arc<Mutex<Vec<u8>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", server.server_addr().to_ip().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = Arc::clone(&seen);
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut request = Vec::new();
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = stream.read(&mut buffer) {
-                request.extend_from_slice(&buffer[..n]);
-                let text = String::from_utf8_lossy(&request).to_lowercase();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if request.len() >= end + 4 + length {
-                        break;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
+        for mut request in server.incoming_requests() {
+            let mut sent = Vec::new();
+            for header in request.headers() {
+                sent.extend_from_slice(
+                    format!("{}: {}\r\n", header.field, header.value).as_bytes(),
+                );
             }
-            record.lock().unwrap().extend_from_slice(&request);
+            let _ = request.as_reader().read_to_end(&mut sent);
+            record.lock().unwrap().extend_from_slice(&sent);
             let body = r#"{"error":{"code":"admin_unauthorized","message":"the admin token is missing or wrong"}}"#;
-            let answer = format!(
-                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(answer.as_bytes());
+            let content_type =
+                tiny_http::Header::from_bytes("content-type", "application/json").unwrap();
+            let answer = tiny_http::Response::from_string(body)
+                .with_status_code(401)
+                .with_header(content_type);
+            let _ = request.respond(answer);
         }
     });
     (base, seen)
