@@ -53,8 +53,8 @@ demo: setup build
 	@echo "==> demo"
 	target/debug/valuecard demo $(if $(DEMO_DIR),--dir "$(DEMO_DIR)")
 
-# `valuecard bench --help` says what it measures. Needs openssl on PATH for a reference
-# figure (Debian: apt-get install openssl).
+# `valuecard bench --help` says what it measures. It needs openssl on PATH for a reference
+# figure, which `make setup` installs.
 bench: setup build-release
 	@echo "==> bench"
 	target/release/valuecard bench
