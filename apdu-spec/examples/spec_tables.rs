@@ -4,21 +4,12 @@
 //! markers; `-- --write` replaces the text between the markers in `apdu-spec/SPEC.md`.
 //! The `spec_drift` test fails whenever `SPEC.md` and the tables disagree.
 
-use apdu_spec::commands::{markdown_status_table, markdown_table};
-
-const BLOCKS: &[(&str, &str)] = &[
-    ("<!-- BEGIN COMMAND TABLE -->", "<!-- END COMMAND TABLE -->"),
-    ("<!-- BEGIN STATUS TABLE -->", "<!-- END STATUS TABLE -->"),
-];
-
-fn generated() -> [String; 2] {
-    [markdown_table(), markdown_status_table()]
-}
+use apdu_spec::commands::spec_tables;
 
 fn main() {
     let write = std::env::args().skip(1).any(|a| a == "--write");
     if !write {
-        for ((begin, end), table) in BLOCKS.iter().zip(generated()) {
+        for (begin, end, table) in spec_tables() {
             print!("{begin}\n{table}{end}\n\n");
         }
         return;
@@ -31,7 +22,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    for ((begin, end), table) in BLOCKS.iter().zip(generated()) {
+    for (begin, end, table) in spec_tables() {
         let (Some(start), Some(stop)) = (text.find(begin), text.find(end)) else {
             eprintln!("{path} lacks the markers {begin} / {end}");
             std::process::exit(1);

@@ -6,8 +6,9 @@
 //! `domain::tagged(domain::AUTH, &[challenge])`. p256 signs deterministically (RFC 6979), so
 //! the card keeps nothing and writes nothing.
 
-use p256::ecdsa::signature::{Signer, Verifier};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::ecdsa::{SigningKey, VerifyingKey};
+
+use crate::domain;
 
 /// The shortest challenge the card signs.
 pub const CHALLENGE_MIN_LEN: usize = 16;
@@ -23,31 +24,25 @@ pub fn challenge_len_ok(len: usize) -> bool {
 
 /// The bytes the card signs for a challenge: the AUTH domain tag, a zero byte, the challenge.
 pub fn signed_message(challenge: &[u8]) -> Vec<u8> {
-    crate::domain::tagged(crate::domain::AUTH, &[challenge])
+    domain::tagged(domain::AUTH, &[challenge])
 }
 
 /// The card's answer to a challenge: its signature, `r || s`.
 pub fn sign(card_key: &SigningKey, challenge: &[u8]) -> [u8; SIGNATURE_LEN] {
-    let signature: Signature = card_key.sign(&signed_message(challenge));
-    let mut out = [0u8; SIGNATURE_LEN];
-    out.copy_from_slice(&signature.to_bytes());
-    out
+    domain::sign(card_key, domain::AUTH, challenge)
 }
 
 /// Whether `signature` (64 bytes, `r || s`) is the card's answer to `challenge` under its
 /// public key.
 pub fn verify(public_key: &VerifyingKey, challenge: &[u8], signature: &[u8]) -> bool {
-    let Ok(signature) = Signature::from_slice(signature) else {
-        return false;
-    };
-    public_key
-        .verify(&signed_message(challenge), &signature)
-        .is_ok()
+    domain::verify(public_key, domain::AUTH, challenge, signature)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use p256::ecdsa::Signature;
+    use p256::ecdsa::signature::Signer;
     use p256::elliptic_curve::Generate;
 
     #[test]

@@ -101,6 +101,11 @@ impl Certificate {
     }
 
     pub fn encode(&self) -> Vec<u8> {
+        self.to_tlv().to_vec()
+    }
+
+    /// The `7F21` object.
+    pub fn to_tlv(&self) -> Tlv {
         let mut fields = Self::signed_fields(
             &self.card_id,
             &self.public_key,
@@ -108,15 +113,21 @@ impl Certificate {
             self.not_after,
         );
         fields.push(tlv::primitive(SIGNATURE, self.signature.to_vec()));
-        tlv::constructed(TEMPLATE, fields).to_vec()
+        tlv::constructed(TEMPLATE, fields)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CertError> {
         let top = tlv::parse_all(bytes).map_err(|_| CertError::Malformed)?;
-        if top.len() != 1 {
-            return Err(CertError::Malformed);
+        match top.as_slice() {
+            [object] => Self::from_tlv(object),
+            _ => Err(CertError::Malformed),
         }
-        let fields = tlv::find_constructed(&top, TEMPLATE).ok_or(CertError::Malformed)?;
+    }
+
+    /// Decodes one `7F21` object.
+    pub fn from_tlv(object: &Tlv) -> Result<Self, CertError> {
+        let fields = tlv::find_constructed(std::slice::from_ref(object), TEMPLATE)
+            .ok_or(CertError::Malformed)?;
         let get = |t| tlv::require(fields, t).map_err(|_| CertError::Malformed);
         let array = |t| -> Result<[u8; 8], CertError> {
             get(t)?.try_into().map_err(|_| CertError::Malformed)

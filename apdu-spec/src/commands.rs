@@ -466,6 +466,23 @@ pub fn markdown_table() -> String {
     out
 }
 
+/// The generated tables of `SPEC.md`, each with the markers it stands between: the
+/// `spec_tables` example writes them, the `spec_drift` test compares them.
+pub fn spec_tables() -> [(&'static str, &'static str, String); 2] {
+    [
+        (
+            "<!-- BEGIN COMMAND TABLE -->",
+            "<!-- END COMMAND TABLE -->",
+            markdown_table(),
+        ),
+        (
+            "<!-- BEGIN STATUS TABLE -->",
+            "<!-- END STATUS TABLE -->",
+            markdown_status_table(),
+        ),
+    ]
+}
+
 /// The status-word table of `SPEC.md`, generated from the status catalogue.
 pub fn markdown_status_table() -> String {
     let mut out = String::from("| SW | meaning |\n|---|---|\n");

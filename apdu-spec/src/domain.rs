@@ -1,6 +1,11 @@
 //! Domain tags. Every signature in valuecard covers one, so that a signature made for one
 //! message type can never pass as another (PROTOCOLS.md, "Keys").
 
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+
+use crate::units::SIGNATURE_LEN;
+
 /// The card certificate, signed by the issuer.
 pub const CERTIFICATE: &str = "valuecard/cert/v1";
 
@@ -15,6 +20,21 @@ pub fn tagged(domain: &str, parts: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(part);
     }
     out
+}
+
+/// Signs `message` under `domain`: ECDSA P-256 / SHA-256 over [`tagged`], deterministic per
+/// RFC 6979, `r || s`.
+pub fn sign(key: &SigningKey, domain: &str, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+    let signature: Signature = key.sign(&tagged(domain, &[message]));
+    let mut out = [0u8; SIGNATURE_LEN];
+    out.copy_from_slice(&signature.to_bytes());
+    out
+}
+
+/// Whether `signature` is `key`'s signature over `message` under `domain`.
+pub fn verify(key: &VerifyingKey, domain: &str, message: &[u8], signature: &[u8]) -> bool {
+    Signature::from_slice(signature)
+        .is_ok_and(|s| key.verify(&tagged(domain, &[message]), &s).is_ok())
 }
 
 /// INTERNAL AUTHENTICATE: the card's signature over a challenge from a server.

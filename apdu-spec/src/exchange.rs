@@ -50,26 +50,31 @@ pub type Value = Option<UnitValue>;
 /// The encoding of a value in the agreement hash and on the wire: `E0 00`, or the value's
 /// `E1` / `E2` object.
 pub fn encode_value(value: &Value) -> Vec<u8> {
+    value_to_tlv(value).to_vec()
+}
+
+/// The value's object: `E0 00`, or its `E1` / `E2`.
+pub fn value_to_tlv(value: &Value) -> tlv::Tlv {
     match value {
-        None => tlv::constructed(NOTHING, vec![]).to_vec(),
-        Some(v) => v.encode(),
+        None => tlv::constructed(NOTHING, vec![]),
+        Some(v) => v.to_tlv(),
     }
 }
 
 /// Decodes exactly one value object (`E0`, `E1` or `E2`), and checks its ranges.
 pub fn decode_value(bytes: &[u8]) -> Result<Value, UnitError> {
-    let (object, rest) = tlv::Tlv::parse(bytes);
-    let object = object.map_err(|_| tlv::TlvError::Malformed)?;
-    if !rest.is_empty() {
-        return Err(tlv::TlvError::Malformed.into());
-    }
-    if tlv::tag_number(&object) == NOTHING {
+    value_from_tlv(&units::single(bytes)?)
+}
+
+/// Decodes one value object (`E0`, `E1` or `E2`), and checks its ranges.
+pub fn value_from_tlv(object: &tlv::Tlv) -> Result<Value, UnitError> {
+    if tlv::tag_number(object) == NOTHING {
         return match object.value() {
             tlv::Value::Constructed(children) if children.is_empty() => Ok(None),
             _ => Err(tlv::TlvError::Malformed.into()),
         };
     }
-    UnitValue::from_tlv(&object).map(Some)
+    UnitValue::from_tlv(object).map(Some)
 }
 
 /// `a = SHA-256(s1 ‖ V1 ‖ V2 ‖ id_A ‖ id_B)`.

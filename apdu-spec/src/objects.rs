@@ -212,10 +212,7 @@ impl Values {
                     serial: tlv::require(fields, tag::SERIAL)?.to_vec(),
                     issuer_signature: tlv::require(fields, tag::ISSUER_SIGNATURE)?.to_vec(),
                     escrowed: tlv::require_array::<1>(fields, tag::ESCROWED)?[0] != 0,
-                    owner: match tlv::find(fields, tag::CARD_ID) {
-                        Some(_) => Some(tlv::require_array(fields, tag::CARD_ID)?),
-                        None => None,
-                    },
+                    owner: tlv::find_array(fields, tag::CARD_ID)?,
                 }),
                 _ => return Err(TlvError::Malformed),
             }

@@ -86,6 +86,13 @@ pub fn require_array<const N: usize>(objects: &[Tlv], t: u16) -> Result<[u8; N],
         .map_err(|_| TlvError::Length(t))
 }
 
+/// Like [`require_array`], but the object may be absent.
+pub fn find_array<const N: usize>(objects: &[Tlv], t: u16) -> Result<Option<[u8; N]>, TlvError> {
+    find(objects, t)
+        .map(|v| v.try_into().map_err(|_| TlvError::Length(t)))
+        .transpose()
+}
+
 /// The object at a path of tags (outermost first), e.g. `[0x6F, 0x84]`, among `objects`.
 pub fn at_path<'a>(objects: &'a [Tlv], path: &[u16]) -> Option<&'a Tlv> {
     let (last, parents) = path.split_last()?;

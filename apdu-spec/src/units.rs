@@ -19,11 +19,9 @@
 //! `E2 { 81 asset code, 84 serial }` (one ticket). Signatures are ECDSA P-256 / SHA-256,
 //! 64 bytes `r || s`, in tag `9E`.
 
-use p256::ecdsa::signature::{Signer, Verifier};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::ecdsa::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::domain;
 use crate::objects::tag::{
     ASSET, ASSET_CODE, AVAILABLE, CARD_ID, ISSUER_SIGNATURE, SERIAL, TICKET,
 };
@@ -217,8 +215,20 @@ fn exact_fields(fields: &[Tlv], n: usize) -> Result<(), TlvError> {
     }
 }
 
+/// The fields of `object`, which must be a `template`.
+fn template_fields(object: &Tlv, template: u16) -> Result<&[Tlv], UnitError> {
+    let found = tlv::tag_number(object);
+    if found != template {
+        return Err(UnitError::WrongTemplate(found));
+    }
+    match object.value() {
+        tlv::Value::Constructed(fields) => Ok(fields),
+        tlv::Value::Primitive(_) => Err(TlvError::Malformed.into()),
+    }
+}
+
 /// The one object a byte string holds, with nothing after it.
-fn single(bytes: &[u8]) -> Result<Tlv, UnitError> {
+pub(crate) fn single(bytes: &[u8]) -> Result<Tlv, UnitError> {
     let (object, rest) = Tlv::parse(bytes);
     let object = object.map_err(|_| TlvError::Malformed)?;
     if !rest.is_empty() {
@@ -250,13 +260,7 @@ impl UnitMessage {
     }
 
     fn from_tlv(object: &Tlv, template: u16) -> Result<Self, UnitError> {
-        let found = tlv::tag_number(object);
-        if found != template {
-            return Err(UnitError::WrongTemplate(found));
-        }
-        let tlv::Value::Constructed(fields) = object.value() else {
-            return Err(TlvError::Malformed.into());
-        };
+        let fields = template_fields(object, template)?;
         exact_fields(fields, 3)?;
         let value = fields
             .iter()
@@ -328,15 +332,7 @@ impl SignedMessage {
 
     /// Decodes an answer that is exactly one `wrapper { message, 9E }`.
     pub fn decode(bytes: &[u8], wrapper: u16) -> Result<Self, UnitError> {
-        let object = single(bytes)?;
-        let found = tlv::tag_number(&object);
-        if found != wrapper {
-            return Err(UnitError::WrongTemplate(found));
-        }
-        match object.value() {
-            tlv::Value::Constructed(children) => Self::from_children(children),
-            tlv::Value::Primitive(_) => Err(TlvError::Malformed.into()),
-        }
+        Self::from_children(template_fields(&single(bytes)?, wrapper)?)
     }
 }
 
@@ -481,15 +477,7 @@ impl InFlight {
 
     /// Decodes the answer to GET DATA `00EB`.
     pub fn decode(bytes: &[u8]) -> Result<Self, UnitError> {
-        let object = single(bytes)?;
-        let found = tlv::tag_number(&object);
-        if found != tag::IN_FLIGHT {
-            return Err(UnitError::WrongTemplate(found));
-        }
-        match object.value() {
-            tlv::Value::Constructed(children) => Self::from_children(children),
-            tlv::Value::Primitive(_) => Err(TlvError::Malformed.into()),
-        }
+        Self::from_children(template_fields(&single(bytes)?, tag::IN_FLIGHT)?)
     }
 }
 
@@ -516,10 +504,7 @@ impl LoadApply {
         exact_fields(&objects, expected)?;
         Ok(LoadApply {
             authorisation: tlv::require_array(&objects, tag::SIGNATURE)?,
-            ticket_signature: match tlv::find(&objects, ISSUER_SIGNATURE) {
-                Some(_) => Some(tlv::require_array(&objects, ISSUER_SIGNATURE)?),
-                None => None,
-            },
+            ticket_signature: tlv::find_array(&objects, ISSUER_SIGNATURE)?,
         })
     }
 }
@@ -549,19 +534,8 @@ impl Acknowledgement {
     }
 }
 
-/// Signs `message` under `domain` (ECDSA P-256 / SHA-256, deterministic per RFC 6979).
-pub fn sign(key: &SigningKey, domain: &str, message: &[u8]) -> [u8; SIGNATURE_LEN] {
-    let signature: Signature = key.sign(&domain::tagged(domain, &[message]));
-    let mut out = [0u8; SIGNATURE_LEN];
-    out.copy_from_slice(&signature.to_bytes());
-    out
-}
-
-/// Whether `signature` is `key`'s signature over `message` under `domain`.
-pub fn verify(key: &VerifyingKey, domain: &str, message: &[u8], signature: &[u8]) -> bool {
-    Signature::from_slice(signature)
-        .is_ok_and(|s| key.verify(&domain::tagged(domain, &[message]), &s).is_ok())
-}
+/// The signatures of this module's table: every message under its domain.
+pub use crate::domain::{sign, verify};
 
 /// The bytes a ticket's signature covers: `E2 { 81 asset, 84 serial, C2 owner }`.
 pub fn ticket_message(code: &str, serial: &[u8], owner: &[u8; 32]) -> Vec<u8> {

@@ -7,27 +7,12 @@
 //! word it can answer.
 
 use apdu_spec::COMMANDS;
-use apdu_spec::commands::{markdown_status_table, markdown_table};
+use apdu_spec::commands::spec_tables;
 use apdu_spec::status::CARD_STATUS_WORDS;
 
 const SPEC: &str = include_str!("../SPEC.md");
 const REGENERATE: &str = "cargo run -p valuecard-apdu-spec --example spec_tables -- --write";
 const COMMANDS_HEADING: &str = "## Commands";
-
-fn blocks() -> [(&'static str, &'static str, String); 2] {
-    [
-        (
-            "<!-- BEGIN COMMAND TABLE -->",
-            "<!-- END COMMAND TABLE -->",
-            markdown_table(),
-        ),
-        (
-            "<!-- BEGIN STATUS TABLE -->",
-            "<!-- END STATUS TABLE -->",
-            markdown_status_table(),
-        ),
-    ]
-}
 
 /// The text between a marker pair, if both markers are there once each and in order.
 fn between<'a>(text: &'a str, begin: &str, end: &str) -> Result<&'a str, String> {
@@ -48,7 +33,7 @@ fn between<'a>(text: &'a str, begin: &str, end: &str) -> Result<&'a str, String>
 /// SPEC.md without the generated tables: what people wrote.
 fn prose() -> String {
     let mut text = SPEC.to_string();
-    for (begin, end, _) in blocks() {
+    for (begin, end, _) in spec_tables() {
         if let (Some(start), Some(stop)) = (text.find(begin), text.find(end))
             && start < stop
         {
@@ -91,7 +76,7 @@ fn report(problems: &[String], how: &str) {
 #[test]
 fn generated_tables_are_current() {
     let mut problems = Vec::new();
-    for (begin, end, table) in blocks() {
+    for (begin, end, table) in spec_tables() {
         match between(SPEC, begin, end) {
             Ok(text) if text == format!("\n{table}") => {}
             Ok(text) => {

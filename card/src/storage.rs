@@ -41,6 +41,13 @@ pub struct MemoryStorage {
     bytes: Option<Vec<u8>>,
 }
 
+impl MemoryStorage {
+    /// A store whose last commit is `bytes`: a card made on it starts from that state.
+    pub fn with_state(bytes: Vec<u8>) -> Self {
+        MemoryStorage { bytes: Some(bytes) }
+    }
+}
+
 impl Storage for MemoryStorage {
     fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.bytes.clone())

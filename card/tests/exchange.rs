@@ -9,10 +9,10 @@
 
 mod common;
 
-use common::{PIN, issuer, ok, options, other_issuer, transmit};
+use common::{Activated, PIN, activate, issuer, options, other_issuer, transmit};
 use std::collections::BTreeMap;
 
-use apdu_spec::cert::{self, Certificate};
+use apdu_spec::cert::Certificate;
 use apdu_spec::commands::ins;
 use apdu_spec::exchange::messages::{
     AbortBody, AgreeAnswer, CancelAnswer, CancelBody, CommitAnswer, CommitBody, ConfirmAnswer,
@@ -20,14 +20,14 @@ use apdu_spec::exchange::messages::{
     StartAnswer, StartBody, TicketProof, VerdictBody, decode_sessions,
 };
 use apdu_spec::exchange::{self, MAX_SESSIONS, Outcome, Value, domains};
-use apdu_spec::objects::{AssetBalance, Personalization, Ticket, Values, tag as obj};
+use apdu_spec::objects::{AssetBalance, Ticket, Values, tag as obj};
 use apdu_spec::units::{self, LoadApply, SignedMessage, UnitValue, tag as units_tag};
 use apdu_spec::{CLA_ISO, CLA_PROPRIETARY, tlv};
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use valuecard_card::Card;
 use valuecard_card::applet::{decode, encode};
 use valuecard_card::state::{Persistent, Session};
-use valuecard_card::storage::{MemoryStorage, Storage, StorageError};
+use valuecard_card::storage::MemoryStorage;
 
 fn arbiter() -> SigningKey {
     SigningKey::from_slice(&[0x7C; 32]).expect("a P-256 scalar")
@@ -65,20 +65,6 @@ fn verdict(s2: [u8; 32], a: [u8; 32], outcome: Outcome) -> VerdictBody {
     }
 }
 
-/// A state store that starts from given bytes.
-struct Preloaded(Option<Vec<u8>>);
-
-impl Storage for Preloaded {
-    fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.0.clone())
-    }
-
-    fn commit(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        self.0 = Some(bytes.to_vec());
-        Ok(())
-    }
-}
-
 /// An active card personalised by [`issuer`] with [`arbiter`]'s key and [`PIN`].
 struct Party {
     name: &'static str,
@@ -91,22 +77,16 @@ struct Party {
 impl Party {
     fn new(name: &'static str, seed: u64) -> Self {
         let mut card = Card::new(Box::new(MemoryStorage::default()), options(seed)).expect("card");
-        let public = ok(&mut card, &command(ins::GENERATE_KEY, &[]))[2..].to_vec();
-        let key = cert::decode_public_key(&public).expect("a P-256 key");
-        let certificate = Certificate::issue(&issuer(), &key, 0, u64::MAX);
-        let body = Personalization {
-            issuer_key: cert::encode_public_key(issuer().verifying_key()).to_vec(),
-            arbiter_key: cert::encode_public_key(arbiter().verifying_key()).to_vec(),
-            certificate: certificate.encode(),
-            pin: PIN.to_vec(),
-        }
-        .encode();
-        ok(&mut card, &command(ins::PERSONALIZE, &body));
+        let Activated {
+            key,
+            id,
+            certificate,
+        } = activate(&mut card, &arbiter());
         let mut party = Party {
             name,
             card,
             key,
-            id: apdu_spec::card_id(&public),
+            id,
             certificate,
         };
         party.verify_pin();
@@ -178,8 +158,11 @@ impl Party {
 
     /// The card started again from its state file's bytes.
     fn restart(&mut self) {
-        self.card = Card::new(Box::new(Preloaded(Some(encode(&self.state())))), options(7))
-            .expect("the state file loads");
+        self.card = Card::new(
+            Box::new(MemoryStorage::with_state(encode(&self.state()))),
+            options(7),
+        )
+        .expect("the state file loads");
     }
 
     /// Requests and applies a value from the issuer.
@@ -1748,7 +1731,7 @@ fn a_state_file_with_inconsistent_sessions_is_corrupt() {
         edit(&mut s);
         assert!(decode(&encode(&s)).is_err(), "{why}");
         assert!(
-            Card::new(Box::new(Preloaded(Some(encode(&s)))), options(1)).is_err(),
+            Card::new(Box::new(MemoryStorage::with_state(encode(&s))), options(1)).is_err(),
             "{why}: the card does not start"
         );
     };

@@ -4,20 +4,19 @@
 
 mod common;
 
-use apdu_spec::cert::{self, Certificate};
 use apdu_spec::commands::ins;
-use apdu_spec::objects::{AssetBalance, CardInfo, Counters, Personalization, Values, tag as obj};
+use apdu_spec::objects::{AssetBalance, CardInfo, Counters, Values, tag as obj};
 use apdu_spec::units::{
     self, Acknowledgement, InFlight, LoadApply, MAX_ASSETS, MAX_RECEIPTS, MAX_TICKETS, ReceiptKind,
     SignedMessage, UnitMessage, UnitValue, domains, tag,
 };
 use apdu_spec::{CLA_ISO, CLA_PROPRIETARY, tlv};
-use common::{PIN, issuer, ok, options, other_issuer, transmit};
+use common::{Activated, PIN, activate, issuer, ok, options, other_issuer, transmit};
 use p256::ecdsa::VerifyingKey;
 use valuecard_card::Card;
 use valuecard_card::applet::{decode, encode};
 use valuecard_card::state::Persistent;
-use valuecard_card::storage::{FileStorage, MemoryStorage, Storage, StorageError};
+use valuecard_card::storage::{FileStorage, MemoryStorage, Storage};
 
 fn jpy(amount: u64) -> UnitValue {
     asset("JPY", amount)
@@ -78,21 +77,6 @@ fn acknowledge(kind: ReceiptKind, receipt: &SignedMessage) -> [u8; 64] {
     units::sign(&issuer(), kind.ack_domain(), &receipt.message)
 }
 
-/// A card's state store that starts from given bytes: for states no command sequence
-/// reaches quickly (a counter at its end, units in escrow).
-struct Preloaded(Option<Vec<u8>>);
-
-impl Storage for Preloaded {
-    fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.0.clone())
-    }
-
-    fn commit(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        self.0 = Some(bytes.to_vec());
-        Ok(())
-    }
-}
-
 /// An active card, personalised for [`issuer`] with [`PIN`].
 struct Tester {
     card: Card,
@@ -107,21 +91,8 @@ impl Tester {
 
     fn on(storage: Box<dyn Storage + Send>, seed: u64) -> Self {
         let mut card = Card::new(storage, options(seed)).expect("card");
-        let public = ok(&mut card, &command(ins::GENERATE_KEY, 0, 0, &[]))[2..].to_vec();
-        let key = cert::decode_public_key(&public).expect("a P-256 key");
-        let body = Personalization {
-            issuer_key: cert::encode_public_key(issuer().verifying_key()).to_vec(),
-            arbiter_key: cert::encode_public_key(other_issuer().verifying_key()).to_vec(),
-            certificate: Certificate::issue(&issuer(), &key, 0, u64::MAX).encode(),
-            pin: PIN.to_vec(),
-        }
-        .encode();
-        ok(&mut card, &command(ins::PERSONALIZE, 0, 0, &body));
-        Tester {
-            card,
-            key,
-            id: apdu_spec::card_id(&public),
-        }
+        let Activated { key, id, .. } = activate(&mut card, &other_issuer());
+        Tester { card, key, id }
     }
 
     /// The same card, restarted from its state edited by `edit` (the PIN is not verified
@@ -130,8 +101,11 @@ impl Tester {
         let mut state = self.state();
         edit(&mut state);
         Tester {
-            card: Card::new(Box::new(Preloaded(Some(encode(&state)))), options(99))
-                .expect("the edited state loads"),
+            card: Card::new(
+                Box::new(MemoryStorage::with_state(encode(&state))),
+                options(99),
+            )
+            .expect("the edited state loads"),
             key: self.key,
             id: self.id,
         }

@@ -3,6 +3,7 @@
 //! OpenAPI documents built from these types at `/bank/openapi.json`, `/center/openapi.json`
 //! and `/arbiter/openapi.json`.
 
+use apdu_spec::exchange::messages::{CancelAnswer, ResolveAnswer, VerdictBody};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -597,6 +598,44 @@ pub struct Verdict {
     pub signature: [u8; 64],
     /// True when the verdict existed before this request (it was not decided by it).
     pub replayed: bool,
+}
+
+/// The responder card's CANCEL answer, as the arbiter takes it.
+impl From<&CancelAnswer> for ArbiterCancelRequest {
+    fn from(c: &CancelAnswer) -> Self {
+        ArbiterCancelRequest {
+            s2: c.s2,
+            a: c.a,
+            cancel_signature: c.sab.to_vec(),
+            responder_certificate: c.responder_certificate.encode(),
+        }
+    }
+}
+
+/// The initiator card's RESOLVE answer, as the arbiter takes it.
+impl From<&ResolveAnswer> for ArbiterResolveRequest {
+    fn from(r: &ResolveAnswer) -> Self {
+        ArbiterResolveRequest {
+            s2: r.s2,
+            a: r.a,
+            agreement_signature: r.sa.to_vec(),
+            resolve_signature: r.sr.to_vec(),
+            initiator_certificate: r.initiator_certificate.encode(),
+            responder_certificate: r.responder_certificate.encode(),
+        }
+    }
+}
+
+/// The arbiter's verdict, as a card takes it (APPLY VERDICT).
+impl From<&Verdict> for VerdictBody {
+    fn from(v: &Verdict) -> Self {
+        VerdictBody {
+            s2: v.s2,
+            a: v.a,
+            outcome: v.outcome,
+            signature: v.signature,
+        }
+    }
 }
 
 impl Verdict {

@@ -5,8 +5,7 @@
 
 use apdu_spec::cert::{decode_public_key, encode_public_key};
 use apdu_spec::domain;
-use p256::ecdsa::signature::{Signer, Verifier};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::ecdsa::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -87,24 +86,20 @@ impl SignedKeyList {
     pub fn sign(list: &KeyList, bank_key: &SigningKey) -> Self {
         // Plain data with string keys: serialising cannot fail.
         let payload = serde_json::to_string(list).unwrap_or_default();
-        let signature: Signature =
-            bank_key.sign(&domain::tagged(domain::BANK_KEYS, &[payload.as_bytes()]));
-        SignedKeyList {
-            payload,
-            signature: signature.to_bytes().to_vec(),
-        }
+        let signature = domain::sign(bank_key, domain::BANK_KEYS, payload.as_bytes()).to_vec();
+        SignedKeyList { payload, signature }
     }
 
     /// Checks the signature with the bank key the verifier trusts, then every key in it.
     pub fn verify(&self, bank_key: &VerifyingKey) -> Result<KeyList, KeyListError> {
-        let signature =
-            Signature::from_slice(&self.signature).map_err(|_| KeyListError::BadSignature)?;
-        bank_key
-            .verify(
-                &domain::tagged(domain::BANK_KEYS, &[self.payload.as_bytes()]),
-                &signature,
-            )
-            .map_err(|_| KeyListError::BadSignature)?;
+        if !domain::verify(
+            bank_key,
+            domain::BANK_KEYS,
+            self.payload.as_bytes(),
+            &self.signature,
+        ) {
+            return Err(KeyListError::BadSignature);
+        }
         let list: KeyList = serde_json::from_str(&self.payload)
             .map_err(|e| KeyListError::Malformed(e.to_string()))?;
         if list.bank_public_key != encode_public_key(bank_key) {

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Outcome, Value, decode_value};
+use super::{Outcome, Value, value_from_tlv, value_to_tlv};
 use crate::cert::{CertError, Certificate};
 use crate::objects::tag::{CARD_ID, ISSUER_SIGNATURE};
 use crate::tlv::{self, Tlv, TlvError};
@@ -207,10 +207,7 @@ impl<'a> Fields<'a> {
     }
 
     fn optional_array<const N: usize>(&self, t: u16) -> Result<Option<[u8; N]>, MessageError> {
-        match self.get(t) {
-            Some(_) => self.array(t).map(Some),
-            None => Ok(None),
-        }
+        Ok(tlv::find_array(self.objects, t)?)
     }
 
     fn byte(&self, t: u16) -> Result<u8, MessageError> {
@@ -228,7 +225,7 @@ impl<'a> Fields<'a> {
     /// `wrapper { value }`: exactly one value object.
     fn value(&self, wrapper: u16) -> Result<Value, MessageError> {
         match self.children(wrapper)? {
-            [object] => Ok(decode_value(&object.to_vec())?),
+            [object] => Ok(value_from_tlv(object)?),
             _ => Err(TlvError::Malformed.into()),
         }
     }
@@ -236,7 +233,7 @@ impl<'a> Fields<'a> {
     /// `wrapper { 7F21 ... }`: exactly one certificate.
     fn certificate(&self, wrapper: u16) -> Result<Certificate, MessageError> {
         match self.children(wrapper)? {
-            [object] => Ok(Certificate::decode(&object.to_vec())?),
+            [object] => Ok(Certificate::from_tlv(object)?),
             _ => Err(TlvError::Malformed.into()),
         }
     }
@@ -257,17 +254,11 @@ fn parse(bytes: &[u8]) -> Result<Vec<Tlv>, MessageError> {
 }
 
 fn value_tlv(wrapper: u16, value: &Value) -> Tlv {
-    let inner = match value {
-        None => tlv::constructed(super::NOTHING, vec![]),
-        Some(v) => v.to_tlv(),
-    };
-    tlv::constructed(wrapper, vec![inner])
+    tlv::constructed(wrapper, vec![value_to_tlv(value)])
 }
 
 fn certificate_tlv(wrapper: u16, certificate: &Certificate) -> Tlv {
-    let (object, _) = Tlv::parse(&certificate.encode());
-    // A certificate's own encoding always parses; an empty wrapper would fail to decode.
-    tlv::constructed(wrapper, object.into_iter().collect())
+    tlv::constructed(wrapper, vec![certificate.to_tlv()])
 }
 
 fn push_proof(objects: &mut Vec<Tlv>, wrapper: u16, proof: Option<TicketProof>) {

@@ -19,7 +19,9 @@ impl Applet {
                 .key
                 .as_ref()
                 .map(|k| tlv::primitive(tag::PUBLIC_KEY, k.public)),
-            tag::CARD_ID => self.card_id().map(|id| tlv::primitive(tag::CARD_ID, id)),
+            tag::CARD_ID => self
+                .own_card_id()
+                .map(|id| tlv::primitive(tag::CARD_ID, id)),
             tag::CERTIFICATE | tag::ISSUER_KEY | tag::ARBITER_KEY => self.personal_object(object),
             _ => return Err(Status::IncorrectP1OrP2Parameter),
         };
@@ -34,13 +36,6 @@ impl Applet {
             _ => p.arbiter_key.to_vec(),
         };
         Some(tlv::primitive(object, value))
-    }
-
-    fn card_id(&self) -> Option<[u8; 32]> {
-        self.persistent
-            .key
-            .as_ref()
-            .map(|k| apdu_spec::card_id(&k.public))
     }
 
     fn counters(&self) -> Counters {
@@ -60,7 +55,7 @@ impl Applet {
         CardInfo {
             life_cycle: self.life_cycle(),
             public_key: self.persistent.key.as_ref().map(|k| k.public.to_vec()),
-            card_id: self.card_id(),
+            card_id: self.own_card_id(),
             certificate: p.map(|p| p.certificate.clone()),
             issuer_key: p.map(|p| p.issuer_key.to_vec()),
             arbiter_key: p.map(|p| p.arbiter_key.to_vec()),

@@ -267,10 +267,7 @@ impl Applet {
             store::check_room(&p.values, &p.sessions, v1)?;
         }
         let s2 = exchange::commitment(&r2);
-        if p.sessions
-            .iter()
-            .any(|s| s.agreement().is_some_and(|(x, _)| *x == s2))
-        {
+        if session_with_s2(&p.sessions, &s2).is_some() {
             // A 2^-256 event; refused rather than leaving two sessions one name.
             return Err(Refusal::SessionClash);
         }
@@ -303,18 +300,7 @@ impl Applet {
     fn plan_confirm(&self, body: &[u8]) -> Result<Plan, Refusal> {
         let body = ConfirmBody::decode(body).map_err(|_| Refusal::Malformed)?;
         let p = &self.persistent;
-        let (index, session) = p
-            .sessions
-            .iter()
-            .enumerate()
-            .find_map(|(i, s)| match s {
-                Session::Initiator(x) if x.s1 == body.s1 => Some((i, x)),
-                _ => None,
-            })
-            .ok_or(Refusal::NoSession)?;
-        if session.confirmed.is_some() {
-            return Err(Refusal::WrongState);
-        }
+        let (index, session) = self.started_session(&body.s1)?;
         let own = self.own()?;
         let responder = peer(&body.responder_certificate, &own)?;
         if body.v2 != session.v2 {
@@ -331,10 +317,7 @@ impl Applet {
         if a != body.a {
             return Err(Refusal::AgreementMismatch);
         }
-        if p.sessions
-            .iter()
-            .any(|s| s.agreement().is_some_and(|(s2, _)| *s2 == body.s2))
-        {
+        if session_with_s2(&p.sessions, &body.s2).is_some() {
             return Err(Refusal::SessionClash);
         }
         // V1 has been in escrow since START; from this commit on the session is VALID and
@@ -418,21 +401,9 @@ impl Applet {
 
     fn plan_abort(&self, body: &[u8]) -> Result<Plan, Refusal> {
         let body = AbortBody::decode(body).map_err(|_| Refusal::Malformed)?;
-        let p = &self.persistent;
-        let (index, session) = p
-            .sessions
-            .iter()
-            .enumerate()
-            .find_map(|(i, s)| match s {
-                Session::Initiator(x) if x.s1 == body.s1 => Some((i, x)),
-                _ => None,
-            })
-            .ok_or(Refusal::NoSession)?;
         // Safe only while A has signed nothing: after CONFIRM, B may hold Se and store V1.
-        if session.confirmed.is_some() {
-            return Err(Refusal::WrongState);
-        }
-        let mut next = p.clone();
+        let (index, session) = self.started_session(&body.s1)?;
+        let mut next = self.persistent.clone();
         next.sessions.remove(index);
         store::release(&mut next.values, &session.v1)?;
         Ok((next, Vec::new()))
@@ -485,11 +456,7 @@ impl Applet {
     fn plan_apply_verdict(&self, body: &[u8]) -> Result<Plan, Refusal> {
         let body = VerdictBody::decode(body).map_err(|_| Refusal::Malformed)?;
         let p = &self.persistent;
-        let index = p
-            .sessions
-            .iter()
-            .position(|s| s.agreement().is_some_and(|(s2, _)| *s2 == body.s2))
-            .ok_or(Refusal::NoSession)?;
+        let index = session_with_s2(&p.sessions, &body.s2).ok_or(Refusal::NoSession)?;
         let session = &p.sessions[index];
         let Some((_, a)) = session.agreement() else {
             // An initiator in START has no s2, so the search above never finds one.
@@ -525,6 +492,25 @@ impl Applet {
         Ok((next, Vec::new()))
     }
 
+    /// The initiator session that START named `s1`, while it is in START: CONFIRM and ABORT
+    /// take no other.
+    fn started_session(&self, s1: &[u8; 32]) -> Result<(usize, &InitiatorSession), Refusal> {
+        let (index, session) = self
+            .persistent
+            .sessions
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| match s {
+                Session::Initiator(x) if x.s1 == *s1 => Some((i, x)),
+                _ => None,
+            })
+            .ok_or(Refusal::NoSession)?;
+        if session.confirmed.is_some() {
+            return Err(Refusal::WrongState);
+        }
+        Ok((index, session))
+    }
+
     fn responder_session(&self, s2: &[u8; 32]) -> Result<(usize, &ResponderSession), Refusal> {
         self.persistent
             .sessions
@@ -555,6 +541,13 @@ impl Applet {
             })
             .ok_or(Refusal::NoSession)
     }
+}
+
+/// The open session named `s2`, in either role (an initiator in START has no s2 yet).
+fn session_with_s2(sessions: &[Session], s2: &[u8; 32]) -> Option<usize> {
+    sessions
+        .iter()
+        .position(|s| s.agreement().is_some_and(|(x, _)| x == s2))
 }
 
 /// The room for a value to receive was kept when its session started, and the state decoder
@@ -684,9 +677,7 @@ pub(crate) fn sessions_are_consistent(state: &Persistent) -> Result<(), &'static
             return Err("two initiator sessions with one s1");
         }
         if let Some((s2, _)) = session.agreement()
-            && earlier
-                .iter()
-                .any(|s| s.agreement().is_some_and(|(e, _)| e == s2))
+            && session_with_s2(earlier, s2).is_some()
         {
             return Err("two sessions with one s2");
         }

@@ -263,11 +263,15 @@ fn params_allowed(def: &CommandDef, apdu: &Apdu) -> bool {
             apdu.p1 == 0 && apdu.p2 == apdu_spec::PIN_REFERENCE
         }
         // INTERNAL AUTHENTICATE names no algorithm or key: the card has one key.
-        ins::INTERNAL_AUTHENTICATE | ins::GENERATE_KEY | ins::PERSONALIZE | ins::TEST_RESET => {
-            apdu.p1p2() == 0
-        }
-        ins::LOAD_REQUEST | ins::LOAD_APPLY | ins::LOAD_CANCEL | ins::UNLOAD => apdu.p1p2() == 0,
-        ins::START
+        ins::INTERNAL_AUTHENTICATE
+        | ins::GENERATE_KEY
+        | ins::PERSONALIZE
+        | ins::TEST_RESET
+        | ins::LOAD_REQUEST
+        | ins::LOAD_APPLY
+        | ins::LOAD_CANCEL
+        | ins::UNLOAD
+        | ins::START
         | ins::AGREE
         | ins::CONFIRM
         | ins::COMMIT
@@ -292,43 +296,30 @@ pub fn encode(state: &Persistent) -> Vec<u8> {
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Persistent, StorageError> {
-    let state: Persistent = serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt {
+    // The caller knows the file and names it.
+    let corrupt = |reason: String| StorageError::Corrupt {
         path: String::new(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let state: Persistent = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     if state.format != crate::state::FORMAT {
-        return Err(StorageError::Corrupt {
-            path: String::new(),
-            reason: format!("unknown format {}", state.format),
-        });
+        return Err(corrupt(format!("unknown format {}", state.format)));
     }
     if let Some(key) = &state.key
         && !key.is_consistent()
     {
-        return Err(StorageError::Corrupt {
-            path: String::new(),
-            reason: "the card key is not a P-256 key pair".into(),
-        });
+        return Err(corrupt("the card key is not a P-256 key pair".into()));
     }
     if let Some(p) = &state.personalization
         && apdu_spec::cert::decode_public_key(&p.issuer_key).is_none()
     {
-        return Err(StorageError::Corrupt {
-            path: String::new(),
-            reason: "the issuer key is not a P-256 point".into(),
-        });
+        return Err(corrupt("the issuer key is not a P-256 point".into()));
     }
     if !units::in_flight_is_consistent(&state) {
-        return Err(StorageError::Corrupt {
-            path: String::new(),
-            reason: "the pending load or a receipt is not a message of this card".into(),
-        });
+        return Err(corrupt(
+            "the pending load or a receipt is not a message of this card".into(),
+        ));
     }
-    if let Err(reason) = exchange::sessions_are_consistent(&state) {
-        return Err(StorageError::Corrupt {
-            path: String::new(),
-            reason: reason.into(),
-        });
-    }
+    exchange::sessions_are_consistent(&state).map_err(|reason| corrupt(reason.into()))?;
     Ok(state)
 }

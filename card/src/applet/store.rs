@@ -153,6 +153,30 @@ pub(super) fn credit(values: &mut Values, code: &str, amount: u64) -> Result<(),
     Ok(())
 }
 
+/// Takes units out of what is available, for good: they leave the card (UNLOAD).
+pub(super) fn debit(values: &mut Values, code: &str, amount: u64) -> Result<(), StoreError> {
+    let i = values
+        .assets
+        .iter()
+        .position(|a| a.code == code)
+        .ok_or(StoreError::NotAvailable)?;
+    let a = &mut values.assets[i];
+    a.available = a
+        .available
+        .checked_sub(amount)
+        .ok_or(StoreError::NotAvailable)?;
+    drop_if_empty(values, i);
+    Ok(())
+}
+
+/// An asset with nothing available and nothing in escrow is gone from the store.
+fn drop_if_empty(values: &mut Values, i: usize) {
+    let a = &values.assets[i];
+    if a.available == 0 && a.escrowed == 0 {
+        values.assets.remove(i);
+    }
+}
+
 /// Takes a value out of what is available into escrow: it cannot be offered or spent again.
 pub(super) fn reserve(values: &mut Values, value: &Value) -> Result<(), StoreError> {
     match value {
@@ -232,10 +256,7 @@ pub(super) fn hand_over(values: &mut Values, value: &Value) -> Result<(), StoreE
                 .escrowed
                 .checked_sub(*amount)
                 .ok_or(StoreError::NotInEscrow)?;
-            // Like UNLOAD: an asset with nothing available and nothing in escrow is gone.
-            if a.available == 0 && a.escrowed == 0 {
-                values.assets.remove(i);
-            }
+            drop_if_empty(values, i);
             Ok(())
         }
         Some(UnitValue::Ticket { code, serial }) => {

@@ -231,17 +231,11 @@ impl Applet {
             return Err(Refusal::Malformed);
         };
         let p = &self.persistent;
-        let held = p
-            .values
-            .assets
-            .iter()
-            .position(|a| &a.code == code)
-            .ok_or(Refusal::Insufficient)?;
-        // Escrowed units are not spendable: only `available` counts.
-        let left = p.values.assets[held]
-            .available
-            .checked_sub(*amount)
-            .ok_or(Refusal::Insufficient)?;
+        let mut next = p.clone();
+        // Escrowed units are not spendable: only `available` counts. The debit and the
+        // receipt that proves it are one commit: the units are never gone from the card
+        // without a receipt the center will credit.
+        store::debit(&mut next.values, code, *amount).map_err(|_| Refusal::Insufficient)?;
         if p.in_flight.receipts.len() >= MAX_RECEIPTS {
             return Err(Refusal::ReceiptsFull);
         }
@@ -257,15 +251,7 @@ impl Applet {
         let signed = SignedMessage { message, signature };
         let answer = answer(&signed, tag::SIGNED_UNLOAD)?;
 
-        // The debit and the receipt that proves it are one commit: the units are never
-        // gone from the card without a receipt the center will credit.
-        let mut next = p.clone();
         next.unload_counter = next_counter;
-        let balance = &mut next.values.assets[held];
-        balance.available = left;
-        if balance.available == 0 && balance.escrowed == 0 {
-            next.values.assets.remove(held);
-        }
         next.in_flight.receipts.push(Receipt {
             kind: ReceiptKind::Unload,
             counter,
@@ -347,11 +333,8 @@ pub(crate) fn in_flight_is_consistent(state: &Persistent) -> bool {
         .is_none_or(|p| UnitMessage::decode_load(&p.message).is_ok_and(|m| m.card_id == own));
     let receipts_ok = state.in_flight.receipts.len() <= MAX_RECEIPTS
         && state.in_flight.receipts.iter().all(|r| {
-            let message = match r.kind {
-                ReceiptKind::Unload => UnitMessage::decode_unload(&r.signed.message),
-                ReceiptKind::LoadCancel => UnitMessage::decode_load(&r.signed.message),
-            };
-            message.is_ok_and(|m| m.card_id == own && m.counter == r.counter)
+            r.decode()
+                .is_ok_and(|m| m.card_id == own && m.counter == r.counter)
         });
     pending_ok && receipts_ok
 }
