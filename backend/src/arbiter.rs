@@ -35,7 +35,7 @@ use valuecard_protocol::api::{
 
 use crate::clock::{Clock, DAY};
 use crate::db::{Database, DbError, Migration, Tx, Value};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, invalid, signature_bytes};
 use crate::keys::{self, KeyTable};
 
 pub const MIGRATIONS: &[Migration] = &[
@@ -87,21 +87,8 @@ pub fn public_key(db: &Database) -> Result<VerifyingKey, DbError> {
     Ok(*keys::load_or_generate(db, KeyTable::Arbiter)?.verifying_key())
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidField, message)
-}
-
 fn bad_signature(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadSignature, message)
-}
-
-fn signature_bytes(signature: &[u8], field: &str) -> ApiResult<[u8; SIGNATURE_LEN]> {
-    signature.try_into().map_err(|_| {
-        invalid(format!(
-            "{field}: must be {SIGNATURE_LEN} bytes (r || s), not {}",
-            signature.len()
-        ))
-    })
 }
 
 /// A card certificate from a request, checked against the issuer.
@@ -154,12 +141,12 @@ impl Card {
     }
 }
 
+/// The outcome stored as `name` (it was written with `Outcome::name`).
 fn outcome_from(name: &str) -> ApiResult<Outcome> {
-    match name {
-        "complete" => Ok(Outcome::Complete),
-        "cancel" => Ok(Outcome::Cancel),
-        _ => Err(ApiError::internal(format!("a stored outcome is {name:?}"))),
-    }
+    [Outcome::Complete, Outcome::Cancel]
+        .into_iter()
+        .find(|o| o.name() == name)
+        .ok_or_else(|| ApiError::internal(format!("a stored outcome is {name:?}")))
 }
 
 /// The verdict recorded for `s2`, if any.

@@ -7,7 +7,6 @@
 
 mod credentials;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use p256::ecdsa::{SigningKey, VerifyingKey};
@@ -25,8 +24,8 @@ use valuecard_protocol::token::{DenominationSecretKey, blinded_message_hash};
 use crate::admin::AdminToken;
 use crate::clock::{Clock, DAY};
 use crate::db::{Constraint, Database, DbError, Migration, Row, Tx, Value};
-use crate::error::{ApiError, ApiResult};
-use crate::keys::{self, KeyTable};
+use crate::error::{ApiError, ApiResult, invalid};
+use crate::keys::{self, KeyCache, KeyTable};
 
 pub use credentials::{CAPACITY as CREDENTIAL_CACHE_CAPACITY, TTL as CREDENTIAL_CACHE_TTL};
 
@@ -102,7 +101,7 @@ pub struct Bank {
     bank_key: SigningKey,
     credentials: credentials::Credentials,
     /// Parsed denomination keys by id: keys never change once made.
-    keys: Mutex<HashMap<[u8; 32], Arc<SigningDenomination>>>,
+    keys: KeyCache<SigningDenomination>,
     /// Held while generating a denomination key, so that concurrent requests in this process
     /// wait for one RSA key generation instead of each making one. Never held with the DB.
     keygen: Mutex<()>,
@@ -115,10 +114,6 @@ impl std::fmt::Debug for Bank {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidField, message)
 }
 
 fn key_info(row: &Row) -> Result<DenominationKeyInfo, DbError> {
@@ -166,7 +161,7 @@ impl Bank {
             admin,
             bank_key,
             credentials: credentials::Credentials::default(),
-            keys: Mutex::new(HashMap::new()),
+            keys: KeyCache::default(),
             keygen: Mutex::new(()),
         })
     }
@@ -449,41 +444,30 @@ impl Bank {
     }
 
     fn signing_key(&self, key_id: &[u8; 32]) -> ApiResult<Arc<SigningDenomination>> {
-        if let Some(key) = self
-            .keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key_id)
-        {
-            return Ok(key.clone());
-        }
-        let row = self.db.transaction(|tx| {
-            tx.query_opt(
-                &format!(
-                    "SELECT {KEY_COLUMNS}, private_key FROM denomination_keys WHERE key_id = ?1"
-                ),
-                &[key_id.into()],
-            )
-        })?;
-        let row = row.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownKey,
-                format!("the bank has no key {}", hex::encode(key_id)),
-            )
-        })?;
-        let info = key_info(&row)?;
-        let secret = DenominationSecretKey::from_der(&row.blob(8)?).map_err(|_| {
-            ApiError::internal(format!(
-                "denomination key {} does not parse",
-                hex::encode(key_id)
-            ))
-        })?;
-        let key = Arc::new(SigningDenomination { info, secret });
-        self.keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(*key_id, key.clone());
-        Ok(key)
+        self.keys.get_or_load(key_id, || {
+            let row = self.db.transaction(|tx| {
+                tx.query_opt(
+                    &format!(
+                        "SELECT {KEY_COLUMNS}, private_key FROM denomination_keys WHERE key_id = ?1"
+                    ),
+                    &[key_id.into()],
+                )
+            })?;
+            let row = row.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::UnknownKey,
+                    format!("the bank has no key {}", hex::encode(key_id)),
+                )
+            })?;
+            let info = key_info(&row)?;
+            let secret = DenominationSecretKey::from_der(&row.blob(8)?).map_err(|_| {
+                ApiError::internal(format!(
+                    "denomination key {} does not parse",
+                    hex::encode(key_id)
+                ))
+            })?;
+            Ok(SigningDenomination { info, secret })
+        })
     }
 
     /// Makes the current epoch's key for `amount` unless it exists.

@@ -11,8 +11,7 @@ mod units;
 
 pub use units::RANDOM_SERIAL_LEN;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use rand::RngExt;
@@ -29,9 +28,9 @@ use valuecard_protocol::token::{DenominationPublicKey, TokenMessage};
 
 use crate::admin::AdminToken;
 use crate::clock::{Clock, DAY};
-use crate::db::{Database, Migration, Row, Tx, Value};
+use crate::db::{Database, Migration, Tx, Value};
 use crate::error::{ApiError, ApiResult};
-use crate::keys::{self, KeyTable};
+use crate::keys::{self, KeyCache, KeyTable};
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -76,7 +75,7 @@ pub struct Center {
     issuer: SigningKey,
     /// For the admin routes (issuing tickets, any card's ledger).
     admin: AdminToken,
-    keys: Mutex<HashMap<[u8; 32], Arc<RedeemKey>>>,
+    keys: KeyCache<RedeemKey>,
 }
 
 impl std::fmt::Debug for Center {
@@ -144,7 +143,7 @@ impl Center {
             config,
             issuer,
             admin,
-            keys: Mutex::new(HashMap::new()),
+            keys: KeyCache::default(),
         })
     }
 
@@ -379,74 +378,82 @@ impl Center {
     pub fn balance(&self, req: &CardBalanceRequest) -> ApiResult<CardBalance> {
         let now = self.clock.now();
         self.db.transaction(|tx| {
-            let row = tx
-                .query_opt(
-                    "SELECT public_key FROM cards WHERE card_id = ?1",
-                    &[req.card_id.into()],
-                )?
-                .ok_or_else(|| unknown_card(&req.card_id))?;
-            let card_key = decode_public_key(&row.blob(0)?)
-                .ok_or_else(|| ApiError::internal("a stored card key does not parse"))?;
-            consume_challenge(tx, &req.proof, ChallengePurpose::Balance, &card_key, now)?;
-            let rows = tx.query(
-                "SELECT asset, balance FROM unit_accounts WHERE card_id = ?1 ORDER BY asset",
-                &[req.card_id.into()],
-            )?;
-            let accounts = rows
-                .iter()
-                .map(|r: &Row| {
-                    Ok(UnitAccount {
-                        asset: r.text(0)?,
-                        balance: r.u64(1)?,
-                    })
-                })
-                .collect::<ApiResult<_>>()?;
+            let card = RegisteredCard::find(tx, &req.card_id)?;
+            consume_challenge(tx, &req.proof, ChallengePurpose::Balance, &card.key, now)?;
             Ok(CardBalance {
                 card_id: req.card_id,
-                accounts,
+                accounts: unit_accounts(tx, &req.card_id)?,
             })
         })
     }
 
     fn redeem_key(&self, key_id: &[u8; 32]) -> ApiResult<Arc<RedeemKey>> {
-        if let Some(key) = self
-            .keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key_id)
-        {
-            return Ok(key.clone());
-        }
-        let row = self.db.transaction(|tx| {
-            tx.query_opt(
-                "SELECT amount, currency, valid_from, redeem_until, public_key FROM denomination_keys WHERE key_id = ?1",
-                &[key_id.into()],
-            )
-        })?;
-        let row = row.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownKey,
-                format!(
-                    "the center does not know bank key {}: post the bank's key list to /center/v1/bank-keys, then retry",
-                    hex::encode(key_id)
-                ),
-            )
-        })?;
-        let public = DenominationPublicKey::from_spki(&row.blob(4)?)
-            .map_err(|_| ApiError::internal("a stored bank key does not parse"))?;
-        let key = Arc::new(RedeemKey {
-            amount: row.u64(0)?,
-            currency: row.text(1)?,
-            valid_from: row.u64(2)?,
-            redeem_until: row.u64(3)?,
-            public,
-        });
-        self.keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(*key_id, key.clone());
-        Ok(key)
+        self.keys.get_or_load(key_id, || {
+            let row = self.db.transaction(|tx| {
+                tx.query_opt(
+                    "SELECT amount, currency, valid_from, redeem_until, public_key FROM denomination_keys WHERE key_id = ?1",
+                    &[key_id.into()],
+                )
+            })?;
+            let row = row.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::UnknownKey,
+                    format!(
+                        "the center does not know bank key {}: post the bank's key list to /center/v1/bank-keys, then retry",
+                        hex::encode(key_id)
+                    ),
+                )
+            })?;
+            let public = DenominationPublicKey::from_spki(&row.blob(4)?)
+                .map_err(|_| ApiError::internal("a stored bank key does not parse"))?;
+            Ok(RedeemKey {
+                amount: row.u64(0)?,
+                currency: row.text(1)?,
+                valid_from: row.u64(2)?,
+                redeem_until: row.u64(3)?,
+                public,
+            })
+        })
     }
+}
+
+/// A registered card as the center keeps it.
+struct RegisteredCard {
+    key: VerifyingKey,
+    certificate: Vec<u8>,
+}
+
+impl RegisteredCard {
+    /// The card `card_id`, or UnknownCard.
+    fn find(tx: &mut dyn Tx, card_id: &[u8; 32]) -> ApiResult<Self> {
+        let row = tx
+            .query_opt(
+                "SELECT public_key, certificate FROM cards WHERE card_id = ?1",
+                &[card_id.into()],
+            )?
+            .ok_or_else(|| unknown_card(card_id))?;
+        Ok(RegisteredCard {
+            key: decode_public_key(&row.blob(0)?)
+                .ok_or_else(|| ApiError::internal("a stored card key does not parse"))?,
+            certificate: row.blob(1)?,
+        })
+    }
+}
+
+/// A card's unit accounts, by asset.
+fn unit_accounts(tx: &mut dyn Tx, card_id: &[u8; 32]) -> ApiResult<Vec<UnitAccount>> {
+    tx.query(
+        "SELECT asset, balance FROM unit_accounts WHERE card_id = ?1 ORDER BY asset",
+        &[card_id.into()],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(UnitAccount {
+            asset: r.text(0)?,
+            balance: r.u64(1)?,
+        })
+    })
+    .collect()
 }
 
 /// Checks a card's proof against a live challenge for `purpose`, and uses the challenge up.

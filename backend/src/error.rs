@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use apdu_spec::units::SIGNATURE_LEN;
 use valuecard_protocol::ErrorCode;
 use valuecard_protocol::api::{ErrorBody, ErrorDetail};
 
@@ -54,3 +55,19 @@ impl From<DbError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A request field the role does not take.
+pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidField, message)
+}
+
+/// A card's ECDSA signature from the request's `field`: r || s, exactly [`SIGNATURE_LEN`]
+/// bytes.
+pub(crate) fn signature_bytes(signature: &[u8], field: &str) -> ApiResult<[u8; SIGNATURE_LEN]> {
+    signature.try_into().map_err(|_| {
+        invalid(format!(
+            "{field}: must be {SIGNATURE_LEN} bytes (r || s), not {}",
+            signature.len()
+        ))
+    })
+}

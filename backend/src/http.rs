@@ -256,10 +256,7 @@ async fn withdraw(
     responses((status = 200, description = "The bank's OpenAPI document", content_type = "application/json")))]
 async fn bank_openapi_json() -> Json<serde_json::Value> {
     static DOC: OnceLock<serde_json::Value> = OnceLock::new();
-    Json(
-        DOC.get_or_init(|| serde_json::to_value(bank_openapi()).unwrap_or_default())
-            .clone(),
-    )
+    served_document(&DOC, bank_openapi)
 }
 
 fn bank_routes() -> OpenApiRouter<Arc<Bank>> {
@@ -277,9 +274,7 @@ fn bank_routes() -> OpenApiRouter<Arc<Bank>> {
 
 /// The bank's OpenAPI document, as served at `/bank/openapi.json`.
 pub fn bank_openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = bank_routes().into_openapi();
-    doc.merge(health_openapi());
-    doc
+    with_health(bank_routes())
 }
 
 // ---- center --------------------------------------------------------------------------
@@ -503,10 +498,7 @@ async fn ledger(
     responses((status = 200, description = "The center's OpenAPI document", content_type = "application/json")))]
 async fn center_openapi_json() -> Json<serde_json::Value> {
     static DOC: OnceLock<serde_json::Value> = OnceLock::new();
-    Json(
-        DOC.get_or_init(|| serde_json::to_value(center_openapi()).unwrap_or_default())
-            .clone(),
-    )
+    served_document(&DOC, center_openapi)
 }
 
 fn center_routes() -> OpenApiRouter<Arc<Center>> {
@@ -530,9 +522,7 @@ fn center_routes() -> OpenApiRouter<Arc<Center>> {
 
 /// The center's OpenAPI document, as served at `/center/openapi.json`.
 pub fn center_openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = center_routes().into_openapi();
-    doc.merge(health_openapi());
-    doc
+    with_health(center_routes())
 }
 
 // ---- arbiter -------------------------------------------------------------------------
@@ -620,10 +610,7 @@ async fn verdicts(
     responses((status = 200, description = "The arbiter's OpenAPI document", content_type = "application/json")))]
 async fn arbiter_openapi_json() -> Json<serde_json::Value> {
     static DOC: OnceLock<serde_json::Value> = OnceLock::new();
-    Json(
-        DOC.get_or_init(|| serde_json::to_value(arbiter_openapi()).unwrap_or_default())
-            .clone(),
-    )
+    served_document(&DOC, arbiter_openapi)
 }
 
 fn arbiter_routes() -> OpenApiRouter<Arc<Arbiter>> {
@@ -640,9 +627,7 @@ fn arbiter_routes() -> OpenApiRouter<Arc<Arbiter>> {
 
 /// The arbiter's OpenAPI document, as served at `/arbiter/openapi.json`.
 pub fn arbiter_openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = arbiter_routes().into_openapi();
-    doc.merge(health_openapi());
-    doc
+    with_health(arbiter_routes())
 }
 
 // ---- common --------------------------------------------------------------------------
@@ -657,8 +642,24 @@ fn health_routes() -> OpenApiRouter {
     OpenApiRouter::new().routes(routes!(healthz))
 }
 
-fn health_openapi() -> utoipa::openapi::OpenApi {
-    health_routes().into_openapi()
+/// A role's document: its routes and `/healthz`.
+fn with_health<S: Send + Sync + Clone + 'static>(
+    routes: OpenApiRouter<S>,
+) -> utoipa::openapi::OpenApi {
+    let mut doc = routes.into_openapi();
+    doc.merge(health_routes().into_openapi());
+    doc
+}
+
+/// A role's `openapi.json`, made on the first request.
+fn served_document(
+    doc: &'static OnceLock<serde_json::Value>,
+    make: fn() -> utoipa::openapi::OpenApi,
+) -> Json<serde_json::Value> {
+    Json(
+        doc.get_or_init(|| serde_json::to_value(make()).unwrap_or_default())
+            .clone(),
+    )
 }
 
 async fn not_found() -> ApiError {

@@ -1,10 +1,15 @@
 //! The roles' long-term ECDSA P-256 keys (bank key, issuer key, arbiter key): made at the
-//! first start and kept in the role's own database, in a one-row table.
+//! first start and kept in the role's own database, in a one-row table. And [`KeyCache`],
+//! the denomination keys the bank and the center parse once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use p256::ecdsa::SigningKey;
 use p256::elliptic_curve::Generate;
 
 use crate::db::{Database, DbError, Value};
+use crate::error::ApiResult;
 
 /// The tables that hold one; the name is never taken from input.
 #[derive(Clone, Copy, Debug)]
@@ -42,4 +47,36 @@ pub fn load_or_generate(db: &Database, table: KeyTable) -> Result<SigningKey, Db
         )?;
         Ok(key)
     })
+}
+
+/// Keys by their 32-byte id, each parsed once: a key never changes once stored, so an entry
+/// never goes stale.
+pub(crate) struct KeyCache<T>(Mutex<HashMap<[u8; 32], Arc<T>>>);
+
+impl<T> Default for KeyCache<T> {
+    fn default() -> Self {
+        KeyCache(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<T> KeyCache<T> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<[u8; 32], Arc<T>>> {
+        // Nothing panics while the map is held: its content is whole.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key `id`, from `load` the first time. The lock is not held while `load` runs (it
+    /// reads the database): two first requests may both load it, and both get an equal key.
+    pub(crate) fn get_or_load(
+        &self,
+        id: &[u8; 32],
+        load: impl FnOnce() -> ApiResult<T>,
+    ) -> ApiResult<Arc<T>> {
+        if let Some(key) = self.lock().get(id) {
+            return Ok(key.clone());
+        }
+        let key = Arc::new(load()?);
+        self.lock().insert(*id, key.clone());
+        Ok(key)
+    }
 }

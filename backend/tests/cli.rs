@@ -83,6 +83,10 @@ fn issue_ticket(agent: &ureq::Agent, url: &str, token: &str) -> u16 {
         .as_u16()
 }
 
+fn get_status(agent: &ureq::Agent, url: &str) -> u16 {
+    agent.get(url).call().unwrap().status().as_u16()
+}
+
 fn get_json<R: serde::de::DeserializeOwned>(agent: &ureq::Agent, url: &str) -> R {
     let mut response = agent.get(url).call().unwrap();
     assert_eq!(response.status().as_u16(), 200, "GET {url}");
@@ -154,13 +158,7 @@ fn all_in_one_serves_both_prefixes_and_stops_on_sigterm() {
         .read_to_string()
         .unwrap();
     assert_eq!(health, "ok");
-    let info: CenterInfo = agent
-        .get(format!("{url}/center/v1/info"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
+    let info: CenterInfo = get_json(&agent, &format!("{url}/center/v1/info"));
     let opened = agent
         .post(format!("{url}/bank/v1/accounts"))
         .header("Authorization", "Bearer s3cret-admin")
@@ -224,13 +222,7 @@ fn all_in_one_serves_both_prefixes_and_stops_on_sigterm() {
     ]);
     c.env("VALUECARD_ADMIN_TOKEN", "s3cret-admin");
     let (child, url, stdout) = start(c);
-    let again: CenterInfo = agent
-        .get(format!("{url}/center/v1/info"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
+    let again: CenterInfo = get_json(&agent, &format!("{url}/center/v1/info"));
     assert_eq!(again, info);
     // The verdict was kept, and A's late resolve request gets it.
     let verdict_url = format!("{url}/arbiter/v1/verdicts/{}", hex::encode(session.s2));
@@ -273,13 +265,7 @@ fn the_arbiter_alone_takes_the_certificates_of_the_issuer_it_is_given() {
     assert_eq!(hex::encode(info.issuer_public_key), issuer_hex);
     let _: serde_json::Value = get_json(&agent, &format!("{url}/arbiter/openapi.json"));
     for other in ["/center/v1/info", "/bank/v1/keys"] {
-        let status = agent
-            .get(format!("{url}{other}"))
-            .call()
-            .unwrap()
-            .status()
-            .as_u16();
-        assert_eq!(status, 404, "{other}");
+        assert_eq!(get_status(&agent, &format!("{url}{other}")), 404, "{other}");
     }
     let (a, b) = (
         common::SoftCard::new(&issuer),
@@ -320,24 +306,8 @@ fn a_role_alone_serves_only_its_prefix() {
     c.env("VALUECARD_ADMIN_TOKEN", "tok");
     let (child, url, stdout) = start(c);
     let agent = common::agent();
-    assert_eq!(
-        agent
-            .get(format!("{url}/bank/openapi.json"))
-            .call()
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        agent
-            .get(format!("{url}/center/v1/info"))
-            .call()
-            .unwrap()
-            .status()
-            .as_u16(),
-        404
-    );
+    assert_eq!(get_status(&agent, &format!("{url}/bank/openapi.json")), 200);
+    assert_eq!(get_status(&agent, &format!("{url}/center/v1/info")), 404);
     stop(child, stdout);
 
     let key = hex::encode(apdu_spec::cert::encode_public_key(
@@ -358,25 +328,11 @@ fn a_role_alone_serves_only_its_prefix() {
     ]);
     c.env("VALUECARD_ADMIN_TOKEN", "tok");
     let (child, url, stdout) = start(c);
-    let info: CenterInfo = agent
-        .get(format!("{url}/center/v1/info"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
+    let info: CenterInfo = get_json(&agent, &format!("{url}/center/v1/info"));
     assert_eq!(hex::encode(info.bank_public_key), key);
     assert_eq!(issue_ticket(&agent, &url, "tok"), 404, "unknown_card");
     assert_eq!(issue_ticket(&agent, &url, "wrong"), 401);
-    assert_eq!(
-        agent
-            .get(format!("{url}/bank/v1/keys"))
-            .call()
-            .unwrap()
-            .status()
-            .as_u16(),
-        404
-    );
+    assert_eq!(get_status(&agent, &format!("{url}/bank/v1/keys")), 404);
     stop(child, stdout);
 }
 

@@ -812,15 +812,8 @@ fn concurrent_loads_never_overdraw() {
             std::thread::spawn(move || {
                 let agent = agent();
                 barrier.wait();
-                let mut response = agent.post(&url).send_json(&order).unwrap();
-                let status = response.status().as_u16();
-                let text = response.body_mut().read_to_string().unwrap();
-                if status == 200 {
-                    Ok(serde_json::from_str::<LoadAuthorisation>(&text).unwrap())
-                } else {
-                    let body: ErrorBody = serde_json::from_str(&text).unwrap();
-                    Err((status, body.error.code))
-                }
+                answer::<LoadAuthorisation>(agent.post(&url).send_json(&order))
+                    .map_err(|f| (f.status, f.code))
             })
         })
         .collect();

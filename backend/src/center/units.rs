@@ -15,28 +15,23 @@
 //! that the request can never be authorised afterwards (a later load of it is
 //! `load_cancelled`). Only a `refunded` cancellation moves units.
 
-use p256::ecdsa::VerifyingKey;
 use rand::RngExt;
 
-use apdu_spec::cert::{Certificate, decode_public_key};
+use apdu_spec::cert::Certificate;
 use apdu_spec::units::{self, SIGNATURE_LEN, UnitError, UnitMessage, UnitValue, domains};
 use valuecard_protocol::ErrorCode;
 use valuecard_protocol::api::{
     CancelAcknowledgement, CancelOutcome, CardLedger, ChallengePurpose, IssuedTicket, LedgerEntry,
     LedgerKind, LedgerRequest, LedgerTotals, LoadAuthorisation, LoadCancellation, LoadOrder,
-    TicketIssueRequest, UnitAccount, UnloadAcknowledgement, UnloadOrder,
+    TicketIssueRequest, UnloadAcknowledgement, UnloadOrder,
 };
 
-use super::{Center, consume_challenge, today, unknown_card};
+use super::{Center, RegisteredCard, consume_challenge, today, unit_accounts, unknown_card};
 use crate::db::{Row, Tx, Value};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, invalid, signature_bytes};
 
 /// The length of the serial the center picks when the admin gives none.
 pub const RANDOM_SERIAL_LEN: usize = 16;
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidField, message)
-}
 
 fn conflict(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::Conflict, message)
@@ -78,36 +73,7 @@ fn decode_receipt(bytes: &[u8]) -> ApiResult<UnitMessage> {
     Ok(message)
 }
 
-fn signature_bytes(signature: &[u8]) -> ApiResult<[u8; SIGNATURE_LEN]> {
-    signature.try_into().map_err(|_| {
-        invalid(format!(
-            "signature: must be {SIGNATURE_LEN} bytes (r || s), not {}",
-            signature.len()
-        ))
-    })
-}
-
-/// A registered card as the center keeps it.
-struct RegisteredCard {
-    key: VerifyingKey,
-    certificate: Vec<u8>,
-}
-
 impl RegisteredCard {
-    fn find(tx: &mut dyn Tx, card_id: &[u8; 32]) -> ApiResult<Self> {
-        let row = tx
-            .query_opt(
-                "SELECT public_key, certificate FROM cards WHERE card_id = ?1",
-                &[card_id.into()],
-            )?
-            .ok_or_else(|| unknown_card(card_id))?;
-        Ok(RegisteredCard {
-            key: decode_public_key(&row.blob(0)?)
-                .ok_or_else(|| ApiError::internal("a stored card key does not parse"))?,
-            certificate: row.blob(1)?,
-        })
-    }
-
     /// Checks the card's signature over `message` under `domain`.
     fn verify(&self, domain: &str, message: &[u8], signature: &[u8], what: &str) -> ApiResult<()> {
         if units::verify(&self.key, domain, message, signature) {
@@ -193,6 +159,18 @@ fn kind_rank(kind: LedgerKind) -> u8 {
     }
 }
 
+/// The balance of the card's unit account for `code`; 0 if it has none.
+fn unit_balance(tx: &mut dyn Tx, card_id: &[u8; 32], code: &str) -> ApiResult<u64> {
+    Ok(tx
+        .query_opt(
+            "SELECT balance FROM unit_accounts WHERE card_id = ?1 AND asset = ?2",
+            &[card_id.into(), code.into()],
+        )?
+        .map(|r| r.u64(0))
+        .transpose()?
+        .unwrap_or(0))
+}
+
 fn add(total: &mut u64, amount: u64) -> ApiResult<()> {
     *total = total
         .checked_add(amount)
@@ -235,7 +213,7 @@ impl Center {
     /// nothing, even once the certificate has expired; a cancelled request is refused.
     pub fn load(&self, order: &LoadOrder) -> ApiResult<LoadAuthorisation> {
         let message = decode_request(&order.request)?;
-        let signature = signature_bytes(&order.signature)?;
+        let signature = signature_bytes(&order.signature, "signature")?;
         let now = self.clock.now();
         let answer = |authorisation, ticket_signature, replayed| LoadAuthorisation {
             card_id: message.card_id,
@@ -278,14 +256,7 @@ impl Center {
             let (kind, amount, serial, ticket_signature) = match &message.value {
                 UnitValue::Asset { code, amount } => {
                     self.check_currency(code)?;
-                    let balance = tx
-                        .query_opt(
-                            "SELECT balance FROM unit_accounts WHERE card_id = ?1 AND asset = ?2",
-                            &[message.card_id.into(), code.as_str().into()],
-                        )?
-                        .map(|r| r.u64(0))
-                        .transpose()?
-                        .unwrap_or(0);
+                    let balance = unit_balance(tx, &message.card_id, code)?;
                     if balance < *amount {
                         return Err(ApiError::new(
                             ErrorCode::InsufficientFunds,
@@ -347,7 +318,7 @@ impl Center {
     /// (see the module's doc). The same cancellation again gets the same answer.
     pub fn cancel_load(&self, cancel: &LoadCancellation) -> ApiResult<CancelAcknowledgement> {
         let message = decode_request(&cancel.request)?;
-        let signature = signature_bytes(&cancel.signature)?;
+        let signature = signature_bytes(&cancel.signature, "signature")?;
         let now = self.clock.now();
         let answer = |outcome, acknowledgement, replayed| CancelAcknowledgement {
             card_id: message.card_id,
@@ -419,7 +390,7 @@ impl Center {
     /// answer. An expired certificate does not stop an unload: the units must come back.
     pub fn unload(&self, order: &UnloadOrder) -> ApiResult<UnloadAcknowledgement> {
         let message = decode_receipt(&order.receipt)?;
-        let signature = signature_bytes(&order.signature)?;
+        let signature = signature_bytes(&order.signature, "signature")?;
         let UnitValue::Asset { code, amount } = &message.value else {
             return Err(invalid("receipt: a ticket cannot be unloaded"));
         };
@@ -451,14 +422,7 @@ impl Center {
                 }
                 return Ok(answer(row.array(1)?, true));
             }
-            let balance = tx
-                .query_opt(
-                    "SELECT balance FROM unit_accounts WHERE card_id = ?1 AND asset = ?2",
-                    &[message.card_id.into(), code.as_str().into()],
-                )?
-                .map(|r| r.u64(0))
-                .transpose()?
-                .unwrap_or(0);
+            let balance = unit_balance(tx, &message.card_id, code)?;
             if balance
                 .checked_add(*amount)
                 .is_none_or(|b| i64::try_from(b).is_err())
@@ -606,19 +570,7 @@ impl Center {
 
     fn read_ledger(&self, tx: &mut dyn Tx, card_id: [u8; 32]) -> ApiResult<CardLedger> {
         let id: [Value; 1] = [card_id.into()];
-        let accounts = tx
-            .query(
-                "SELECT asset, balance FROM unit_accounts WHERE card_id = ?1 ORDER BY asset",
-                &id,
-            )?
-            .iter()
-            .map(|r| {
-                Ok(UnitAccount {
-                    asset: r.text(0)?,
-                    balance: r.u64(1)?,
-                })
-            })
-            .collect::<ApiResult<Vec<_>>>()?;
+        let accounts = unit_accounts(tx, &card_id)?;
 
         let mut entries = Vec::new();
         let entry = |day, kind, counter, value| LedgerEntry {

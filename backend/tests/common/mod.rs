@@ -87,13 +87,18 @@ pub fn answer<R: DeserializeOwned>(
     if status == 200 {
         return Ok(serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad answer {text}: {e}")));
     }
-    let body: ErrorBody = serde_json::from_str(&text)
+    Err(failure(status, &text))
+}
+
+/// The error answer `text`, which must be an `ErrorBody`.
+fn failure(status: u16, text: &str) -> Failure {
+    let body: ErrorBody = serde_json::from_str(text)
         .unwrap_or_else(|e| panic!("not an ErrorBody ({status}) {text}: {e}"));
-    Err(Failure {
+    Failure {
         status,
         code: body.error.code,
         message: body.error.message,
-    })
+    }
 }
 
 /// A request with any method, content type and body to `url`: the error answer, or the
@@ -116,13 +121,7 @@ pub fn raw(
     if status < 400 {
         return Ok(status);
     }
-    let body: ErrorBody = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("not an ErrorBody ({status}) {text}: {e}"));
-    Err(Failure {
-        status,
-        code: body.error.code,
-        message: body.error.message,
-    })
+    Err(failure(status, &text))
 }
 
 impl World {
@@ -323,16 +322,12 @@ impl World {
     /// The card's unit balance in JPY, read with a fresh balance challenge.
     pub fn card_balance(&self, card: &SigningKey) -> u64 {
         let card_id = apdu_spec::card_id(&encode_public_key(card.verifying_key()));
-        let challenge = self.challenge(ChallengePurpose::Balance);
         let balance: CardBalance = self
             .post(
                 "/center/v1/balance",
                 &CardBalanceRequest {
                     card_id,
-                    proof: CardProof {
-                        challenge,
-                        signature: apdu_spec::auth::sign(card, &challenge).to_vec(),
-                    },
+                    proof: self.balance_proof(card),
                 },
             )
             .unwrap();
