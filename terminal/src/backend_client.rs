@@ -467,35 +467,17 @@ mod tests {
     }
 
     /// A one-shot HTTP server on loopback that answers `status` and `body` to one request.
-    fn serve_once(status: &'static str, body: &'static str) -> String {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
+    fn serve_once(status: u16, body: &'static str) -> String {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", server.server_addr().to_ip().expect("address"));
         std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().expect("accept");
-            let mut request = Vec::new();
-            let mut buffer = [0u8; 4096];
-            // Headers, then the body its Content-Length announces.
-            loop {
-                let n = stream.read(&mut buffer).expect("read");
-                request.extend_from_slice(&buffer[..n]);
-                let text = String::from_utf8_lossy(&request).to_lowercase();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if request.len() >= end + 4 + length || n == 0 {
-                        break;
-                    }
-                }
-            }
-            let answer = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            stream.write_all(answer.as_bytes()).expect("write");
+            let request = server.recv().expect("a request");
+            let content_type = tiny_http::Header::from_bytes("content-type", "application/json")
+                .expect("a header");
+            let answer = tiny_http::Response::from_string(body)
+                .with_status_code(status)
+                .with_header(content_type);
+            request.respond(answer).expect("answered");
         });
         base
     }
@@ -503,7 +485,7 @@ mod tests {
     #[test]
     fn error_bodies_keep_their_code_and_message() {
         let base = serve_once(
-            "422 Unprocessable Entity",
+            422,
             r#"{"error":{"code":"insufficient_funds","message":"the balance is 100"}}"#,
         );
         let error = BankClient::new(&base)
@@ -524,7 +506,7 @@ mod tests {
 
     #[test]
     fn a_foreign_error_page_is_a_bad_answer() {
-        let base = serve_once("502 Bad Gateway", "<html>bad gateway</html>");
+        let base = serve_once(502, "<html>bad gateway</html>");
         let error = CenterClient::new(&base)
             .info()
             .expect_err("an error answer");
@@ -534,10 +516,7 @@ mod tests {
 
     #[test]
     fn answers_are_parsed() {
-        let base = serve_once(
-            "200 OK",
-            r#"{"account":"1001","balance":700,"currency":"JPY"}"#,
-        );
+        let base = serve_once(200, r#"{"account":"1001","balance":700,"currency":"JPY"}"#);
         let balance = BankClient::new(&base)
             .balance("1001", "secret")
             .expect("an answer");

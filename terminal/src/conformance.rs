@@ -82,13 +82,15 @@ pub fn run_vector(transport: &mut dyn Transport, vector: &Vector) -> Result<(), 
 /// Sends TEST RESET and tells whether the card allows it: the vectors need it to reach
 /// their preconditions. The card is erased if it does.
 pub fn test_mode_available(transport: &mut dyn Transport) -> Result<bool, TransportError> {
-    let answer = transport.transmit(&[
-        apdu_spec::CLA_PROPRIETARY,
-        apdu_spec::commands::ins::TEST_RESET,
-        0,
-        0,
-    ])?;
-    Ok(Response::from_bytes(&answer).is_some_and(|r| r.is_ok()))
+    Ok(test_reset(transport)? == Some(0x9000))
+}
+
+/// Sends TEST RESET (erasing a card that allows it) and returns the card's status word, or
+/// `None` when the answer has none.
+pub fn test_reset(transport: &mut dyn Transport) -> Result<Option<u16>, TransportError> {
+    let def = apdu_spec::commands::TEST_RESET;
+    let answer = transport.transmit(&[def.cla, def.ins, 0, 0])?;
+    Ok(Response::from_bytes(&answer).map(|r| r.sw))
 }
 
 fn given_name(given: Given) -> &'static str {

@@ -260,9 +260,22 @@ pub fn settle_sessions<T: Transport>(
     select: &dyn Fn(&SessionInfo) -> bool,
     step: &mut dyn FnMut(&str, &str),
 ) -> Result<Vec<Ending>> {
-    let sessions = client.sessions().map_err(on(card))?;
+    let mut sessions = client.sessions().map_err(on(card))?;
+    sessions.retain(|s| select(s));
+    settle_listed(client, card, arbiter, &sessions, step)
+}
+
+/// Ends each of `sessions`, as LIST SESSIONS gave them, the way [`settle_sessions`] does:
+/// for a caller that has just listed them.
+pub fn settle_listed<T: Transport>(
+    client: &mut Client<T>,
+    card: &'static str,
+    arbiter: &ArbiterClient,
+    sessions: &[SessionInfo],
+    step: &mut dyn FnMut(&str, &str),
+) -> Result<Vec<Ending>> {
     let mut endings = Vec::new();
-    for session in sessions.iter().filter(|s| select(s)) {
+    for session in sessions {
         let ending = settle_one(client, card, arbiter, session)?;
         step(card, ending.describe());
         endings.push(ending);
@@ -289,12 +302,7 @@ fn settle_one<T: Transport>(
         None => ask_arbiter(client, card, arbiter, session.role, s2)?,
     };
     client
-        .apply_verdict(&VerdictBody {
-            s2: verdict.s2,
-            a: verdict.a,
-            outcome: verdict.outcome,
-            signature: verdict.signature,
-        })
+        .apply_verdict(&VerdictBody::from(&verdict))
         .map_err(on(card))?;
     Ok(Ending::Verdict(verdict.outcome))
 }
@@ -311,23 +319,11 @@ fn ask_arbiter<T: Transport>(
     Ok(match role {
         Role::Initiator => {
             let r = client.resolve(&ResolveBody { s2 }).map_err(on(card))?;
-            arbiter.resolve(&ArbiterResolveRequest {
-                s2: r.s2,
-                a: r.a,
-                agreement_signature: r.sa.to_vec(),
-                resolve_signature: r.sr.to_vec(),
-                initiator_certificate: r.initiator_certificate.encode(),
-                responder_certificate: r.responder_certificate.encode(),
-            })?
+            arbiter.resolve(&ArbiterResolveRequest::from(&r))?
         }
         Role::Responder => {
             let c = client.cancel(&CancelBody { s2 }).map_err(on(card))?;
-            arbiter.cancel(&ArbiterCancelRequest {
-                s2: c.s2,
-                a: c.a,
-                cancel_signature: c.sab.to_vec(),
-                responder_certificate: c.responder_certificate.encode(),
-            })?
+            arbiter.cancel(&ArbiterCancelRequest::from(&c))?
         }
     })
 }

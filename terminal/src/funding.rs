@@ -6,6 +6,7 @@
 //! (see `fault`).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use p256::ecdsa::VerifyingKey;
@@ -195,14 +196,10 @@ impl KeyLists {
 
     /// The list from `bank`, fetched if not at hand. The center checks its signature.
     fn get(&mut self, bank: &BankClient, amount: u64) -> Result<&SignedKeyList> {
-        let base = bank.base().to_string();
-        if !self.by_bank.contains_key(&base) {
-            let list = bank.keys(&[amount])?;
-            self.by_bank.insert(base.clone(), list);
-        }
-        self.by_bank
-            .get(&base)
-            .ok_or_else(|| FundingError::Mismatch("no key list".into()))
+        Ok(match self.by_bank.entry(bank.base().to_string()) {
+            Entry::Occupied(at_hand) => at_hand.into_mut(),
+            Entry::Vacant(slot) => slot.insert(bank.keys(&[amount])?),
+        })
     }
 
     fn forget(&mut self, bank: &BankClient) {

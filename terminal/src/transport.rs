@@ -125,24 +125,6 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
 }
 
-impl<T: Transport + ?Sized> Transport for &mut T {
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        (**self).transmit(apdu)
-    }
-    fn reset(&mut self) -> Result<(), TransportError> {
-        (**self).reset()
-    }
-    fn power_cycle(&mut self) -> Result<(), TransportError> {
-        (**self).power_cycle()
-    }
-    fn atr(&self) -> Vec<u8> {
-        (**self).atr()
-    }
-    fn name(&self) -> String {
-        (**self).name()
-    }
-}
-
 /// The emulated card in this process: no reader, no pcscd.
 pub struct InProcess {
     card: Card,

@@ -184,7 +184,7 @@ pub fn settle_receipt<T: Transport>(
 ) -> Result<Settled> {
     let message = &receipt.signed.message;
     let signature = receipt.signed.signature.to_vec();
-    let (acknowledgement, settled) = match receipt.kind {
+    let (answered_counter, acknowledgement, settled) = match receipt.kind {
         ReceiptKind::Unload => {
             let ack = center.unload(&UnloadOrder {
                 receipt: message.clone(),
@@ -192,6 +192,7 @@ pub fn settle_receipt<T: Transport>(
             })?;
             fault::reached(Point::CenterUnloadAnswered);
             (
+                ack.counter,
                 ack.acknowledgement,
                 Settled::Unloaded {
                     counter: ack.counter,
@@ -207,6 +208,7 @@ pub fn settle_receipt<T: Transport>(
             })?;
             fault::reached(Point::CenterCancelAnswered);
             (
+                ack.counter,
                 ack.acknowledgement,
                 Settled::Cancelled {
                     counter: ack.counter,
@@ -216,10 +218,6 @@ pub fn settle_receipt<T: Transport>(
                 },
             )
         }
-    };
-    let answered_counter = match &settled {
-        Settled::Unloaded { counter, .. } | Settled::Cancelled { counter, .. } => *counter,
-        Settled::Loaded { .. } => receipt.counter,
     };
     if answered_counter != receipt.counter {
         return Err(UnitsError::Mismatch("receipt"));
@@ -246,17 +244,15 @@ pub struct Settlement {
     pub error: Option<UnitsError>,
 }
 
-/// Finishes everything the card holds in flight: the pending load (authorised and applied,
-/// or cancelled when the center refuses it for good), then every receipt.
-pub fn settle<T: Transport>(client: &mut Client<T>, center: &CenterClient) -> Settlement {
+/// Finishes everything the card holds in flight, as `in_flight` (GET DATA `EB`, or the
+/// card info's copy of it) tells: the pending load (authorised and applied, or cancelled
+/// when the center refuses it for good), then every receipt.
+pub fn settle<T: Transport>(
+    client: &mut Client<T>,
+    center: &CenterClient,
+    in_flight: &InFlight,
+) -> Settlement {
     let mut out = Settlement::default();
-    let in_flight: InFlight = match client.in_flight() {
-        Ok(f) => f,
-        Err(e) => {
-            out.error = Some(e.into());
-            return out;
-        }
-    };
     if let Some(pending) = &in_flight.pending_load {
         match finish_load(client, center, pending) {
             Ok(done) => out.done.push(done),

@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use apdu_spec::cert::{self, Certificate};
 use apdu_spec::commands::LifeCycle;
@@ -12,6 +11,8 @@ use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::elliptic_curve::Generate;
 use serde_json::json;
 use valuecard_protocol::api::{CardProof, ChallengePurpose, RegisterRequest};
+use valuecard_terminal::Client;
+use valuecard_terminal::transport::Transport;
 
 use super::{CliError, Endpoints, Result, date, new_pin_from, pin_from, selected_client};
 use crate::cli::{CardCommand, Global};
@@ -40,28 +41,12 @@ fn init(
     let pin = pin_from(pin, "--pin", "VALUECARD_PIN")?;
     let issuer = read_secret(issuer_key)?;
     let arbiter = parse_public_key(arbiter_key)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = valuecard_terminal::funding::now();
     let not_after = now.saturating_add(validity_days.saturating_mul(86_400));
 
     let mut client = selected_client(global)?;
-    let info = client.info()?;
-    let card_key = match info.life_cycle {
-        LifeCycle::Active => {
-            return Err(CliError::new(
-                "the card is already personalised, and PERSONALIZE works once",
-            )
-            .hint("see what it holds with `valuecard info`"));
-        }
-        LifeCycle::Blank => {
-            let key = client.generate_key()?;
-            println!("card key generated on the card");
-            key
-        }
-        LifeCycle::Keyed => client.public_key()?,
-    };
+    let card_key =
+        unpersonalised_card_key(&mut client, "see what it holds with `valuecard info`", true)?;
     let card_verifying_key = cert::decode_public_key(&card_key)
         .ok_or_else(|| CliError::new("the card's public key is not a P-256 point"))?;
     let certificate = Certificate::issue(&issuer, &card_verifying_key, now, not_after);
@@ -92,25 +77,11 @@ fn register(
     let center_info = center.info()?;
 
     let mut client = selected_client(global)?;
-    let info = client.info()?;
-    let card_key = match info.life_cycle {
-        LifeCycle::Active => {
-            return Err(CliError::new(
-                "the card is already personalised, and PERSONALIZE works once",
-            )
-            .hint(
-                "see what it holds with `valuecard info`, and its units with `valuecard balance`",
-            ));
-        }
-        LifeCycle::Blank => {
-            let key = client.generate_key()?;
-            if !json {
-                println!("card key generated on the card");
-            }
-            key
-        }
-        LifeCycle::Keyed => client.public_key()?,
-    };
+    let card_key = unpersonalised_card_key(
+        &mut client,
+        "see what it holds with `valuecard info`, and its units with `valuecard balance`",
+        !json,
+    )?;
 
     // The card proves it holds the key it shows: it signs the center's fresh challenge.
     let challenge = center.challenge(ChallengePurpose::Register)?;
@@ -188,6 +159,30 @@ fn register(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The key of a card that PERSONALIZE has not run on yet: made with GENERATE KEY on a blank
+/// card (and said so when `announce`), read on a keyed one. A personalised card is refused,
+/// with `hint`.
+fn unpersonalised_card_key<T: Transport>(
+    client: &mut Client<T>,
+    hint: &str,
+    announce: bool,
+) -> Result<[u8; 33]> {
+    match client.info()?.life_cycle {
+        LifeCycle::Active => Err(CliError::new(
+            "the card is already personalised, and PERSONALIZE works once",
+        )
+        .hint(hint)),
+        LifeCycle::Blank => {
+            let key = client.generate_key()?;
+            if announce {
+                println!("card key generated on the card");
+            }
+            Ok(key)
+        }
+        LifeCycle::Keyed => Ok(client.public_key()?),
+    }
 }
 
 fn read_secret(path: &Path) -> Result<SigningKey> {

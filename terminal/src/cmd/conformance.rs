@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use apdu_spec::apdu::Response;
-use apdu_spec::commands::ins;
 use serde_json::json;
 use valuecard_terminal::conformance::{self, Outcome};
 
@@ -14,8 +12,7 @@ pub fn run(global: &Global, filter: Option<&str>, json: bool) -> Result<ExitCode
     let mut transport = open(global)?;
     // The vectors reach their preconditions through TEST RESET: find out first whether the
     // card allows it, rather than fail every vector in its setup.
-    let answer = transport.transmit(&[apdu_spec::CLA_PROPRIETARY, ins::TEST_RESET, 0, 0])?;
-    let sw = Response::from_bytes(&answer).map(|r| r.sw);
+    let sw = conformance::test_reset(&mut *transport)?;
     if sw != Some(0x9000) {
         let what = sw.map_or("no status word".to_string(), |sw| format!("{sw:04X}"));
         let hint = if global.card_state.is_some() {

@@ -92,6 +92,8 @@ pub fn exchange(
         steps.push(json!({"step": name, "what": what}));
     })?;
     let describe = |e: &Option<Ending>| e.as_ref().map_or("no session left", Ending::describe);
+    // The initiator took V2 on the arbiter's word: the exchange went through.
+    let completed = matches!(report.initiator, Some(Ending::Verdict(Outcome::Complete)));
     if json {
         println!(
             "{}",
@@ -101,8 +103,7 @@ pub fn exchange(
                 "steps": steps,
                 "initiator": describe(&report.initiator),
                 "responder": describe(&report.responder),
-                "completed": report.failed_step.is_none()
-                    || matches!(report.initiator, Some(Ending::Verdict(Outcome::Complete))),
+                "completed": report.failed_step.is_none() || completed,
                 "failed_step": report.failed_step.as_ref().map(|(s, why)| json!({"step": s, "why": why})),
                 "unsettled": report.unsettled.iter().map(|(card, why)| json!({"card": card, "why": why})).collect::<Vec<_>>(),
             })
@@ -121,10 +122,8 @@ pub fn exchange(
             )),
         );
     }
-    let completed = matches!(report.initiator, Some(Ending::Verdict(Outcome::Complete)));
     match report.failed_step {
         None => Ok(ExitCode::SUCCESS),
-        // The initiator took V2 on the arbiter's word: the exchange went through.
         Some((step, _)) if completed => {
             if !json {
                 println!("the exchange went through: the arbiter completed it after {step} failed");

@@ -31,11 +31,6 @@ impl From<UnitsError> for CliError {
     }
 }
 
-/// The id of the card in the reader, which must be personalised.
-fn active_card<T: Transport>(client: &mut Client<T>) -> Result<[u8; 32]> {
-    active_card_id(&client.info()?)
-}
-
 /// A card with a load pending cannot take another: say how to finish it.
 fn refuse_if_pending(in_flight: &InFlight) -> Result<()> {
     let Some(pending) = &in_flight.pending_load else {
@@ -283,8 +278,8 @@ pub fn recover_card(global: &Global, endpoints: &Endpoints) -> Result<Option<Car
     else {
         return Ok(None);
     };
-    let open_sessions = client.sessions()?.len();
-    if info.in_flight.is_empty() && open_sessions == 0 {
+    let open_sessions = client.sessions()?;
+    if info.in_flight.is_empty() && open_sessions.is_empty() {
         return Ok(Some(CardRecovery {
             json: json!({"card_id": hex::encode_upper(card_id), "done": [], "sessions": [], "complete": true}),
             lines: vec![],
@@ -292,16 +287,20 @@ pub fn recover_card(global: &Global, endpoints: &Endpoints) -> Result<Option<Car
             error: None,
         }));
     }
-    let Settlement {
-        done,
-        refusals,
-        error,
-    } = if info.in_flight.is_empty() {
-        Settlement::default()
+    // What is left is read again only when settling may have changed it.
+    let (
+        Settlement {
+            done,
+            refusals,
+            error,
+        },
+        left,
+    ) = if info.in_flight.is_empty() {
+        (Settlement::default(), Some(info.in_flight))
     } else {
-        units::settle(&mut client, &endpoints.center())
+        let settlement = units::settle(&mut client, &endpoints.center(), &info.in_flight);
+        (settlement, client.in_flight().ok())
     };
-    let left = client.in_flight().ok();
     let mut lines: Vec<String> = refusals
         .iter()
         .map(|(counter, value, why)| format!("the center refused load {counter} of {value}: {why}"))
@@ -327,12 +326,12 @@ pub fn recover_card(global: &Global, endpoints: &Endpoints) -> Result<Option<Car
     // Open exchange sessions: each ended with ABORT or the arbiter's verdict.
     let mut settled_sessions = Vec::new();
     let mut session_error = None;
-    if open_sessions > 0 {
-        let result = exchange::settle_sessions(
+    if !open_sessions.is_empty() {
+        let result = exchange::settle_listed(
             &mut client,
             "card",
             &endpoints.arbiter(),
-            &|_| true,
+            &open_sessions,
             &mut |_, what| {
                 lines.push(format!("exchange session {what}"));
                 settled_sessions.push(what.to_string());
@@ -457,8 +456,9 @@ fn issue_ticket(
         }
         None => {
             let mut client = selected_client(global)?;
-            let id = active_card(&mut client)?;
-            refuse_if_pending(&client.in_flight()?)?;
+            let info = client.info()?;
+            let id = active_card_id(&info)?;
+            refuse_if_pending(&info.in_flight)?;
             (id, Some(client))
         }
     };
@@ -535,8 +535,9 @@ fn ledger<T: Transport>(
 fn fetch_tickets(global: &Global, endpoints: &Endpoints, json: bool) -> Result<ExitCode> {
     let center = endpoints.center();
     let mut client = selected_client(global)?;
-    let card_id = active_card(&mut client)?;
-    refuse_if_pending(&client.in_flight()?)?;
+    let info = client.info()?;
+    let card_id = active_card_id(&info)?;
+    refuse_if_pending(&info.in_flight)?;
     let ledger = ledger(&mut client, &center, card_id)?;
     let mut done = Vec::new();
     for t in ledger.tickets.iter().filter(|t| !t.delivered) {
