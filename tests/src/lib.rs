@@ -5,7 +5,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use valuecard_terminal::launch::{self, CardOptions};
@@ -59,15 +59,8 @@ impl DerefMut for VirtualCard {
 
 /// Runs the `valuecard` CLI, returning (success, stdout, stderr).
 pub fn valuecard(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin("valuecard"))
-        .args(args)
-        .output()
-        .expect("run valuecard");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = valuecard_env(args, &[]);
+    (run.ok(), run.stdout, run.stderr)
 }
 
 /// What a CLI run left: its exit code (None when a signal ended it) and its output.
@@ -78,9 +71,25 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl Run {
     pub fn ok(&self) -> bool {
         self.code == Some(0)
+    }
+
+    /// Ended by the abort that `VALUECARD_FAULT` injects: killed by SIGABRT (no exit code),
+    /// or exit code 134 (128 + 6) where the signal comes back as a code.
+    pub fn aborted(&self) -> bool {
+        self.code.is_none() || self.code == Some(134)
     }
 
     /// Panics with everything the command printed unless it succeeded.
@@ -105,10 +114,17 @@ pub fn valuecard_env(args: &[&str], env: &[(&str, &str)]) -> Run {
         .envs(env.iter().copied())
         .output()
         .expect("run valuecard");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    Run::from(out)
+}
+
+/// How a run cut by `fault` must end: exit 1 for a failed network call (`fail-...`), else
+/// the injected abort.
+#[track_caller]
+pub fn assert_interrupted(run: &Run, fault: &str) {
+    if fault.starts_with("fail-") {
+        assert_eq!(run.code, Some(1), "{fault}: expected exit 1, got {run:?}");
+    } else {
+        assert!(run.aborted(), "{fault}: expected an abort, got {run:?}");
     }
 }
 
@@ -250,6 +266,32 @@ impl User {
             receipts: answer["receipts"].as_array().map_or(0, Vec::len),
             tickets: answer["tickets"].as_u64().unwrap_or(0),
         }
+    }
+
+    /// `valuecard load` of `amount` JPY, cut by `fault` if given.
+    pub fn load(&self, amount: u64, fault: Option<&str>) -> Run {
+        let amount = amount.to_string();
+        let mut env = vec![];
+        if let Some(fault) = fault {
+            env.push(("VALUECARD_FAULT", fault));
+        }
+        self.run(
+            &["load", "--amount", &amount, "--asset", "JPY", "--json"],
+            &env,
+        )
+    }
+
+    /// `valuecard unload` of `amount` JPY, cut by `fault` if given.
+    pub fn unload(&self, amount: u64, fault: Option<&str>) -> Run {
+        let amount = amount.to_string();
+        let mut env = vec![("VALUECARD_PIN", PIN)];
+        if let Some(fault) = fault {
+            env.push(("VALUECARD_FAULT", fault));
+        }
+        self.run(
+            &["unload", "--amount", &amount, "--asset", "JPY", "--json"],
+            &env,
+        )
     }
 
     pub fn withdraw(&self, amount: u64, extra: &[&str], fault: Option<&str>) -> Run {

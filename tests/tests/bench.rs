@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use serde_json::Value;
-use valuecard_tests::valuecard_env;
+use valuecard_tests::{json, valuecard_env};
 
 const ROWS: &[(&str, &str)] = &[
     ("apdu_in_process", "µs"),
@@ -24,8 +24,7 @@ const ROWS: &[(&str, &str)] = &[
 fn every_row_has_a_figure_and_a_reference() {
     let start = Instant::now();
     let run = valuecard_env(&["bench", "--quick", "--json"], &[]).expect_ok("valuecard bench");
-    let report: Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", run.stdout));
+    let report = json(&run);
     eprintln!("valuecard bench --quick took {:?}", start.elapsed());
 
     assert_eq!(report["quick"], Value::Bool(true));

@@ -3,14 +3,18 @@
 //!
 //! The demo takes the vpcd lock itself: these tests must not hold it while it runs.
 
+use std::ops::Deref;
 use std::process::Command;
 
-use valuecard_tests::{bin, lock_vpcd, reader_name, require_pcscd};
+use valuecard_tests::{Run, bin, lock_vpcd, reader_name, require_pcscd};
 
-struct Demo {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+struct Demo(Run);
+
+impl Deref for Demo {
+    type Target = Run;
+    fn deref(&self) -> &Run {
+        &self.0
+    }
 }
 
 impl Demo {
@@ -26,11 +30,7 @@ impl Demo {
             .args(args)
             .output()
             .expect("run valuecard demo");
-        Demo {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Demo(Run::from(out))
     }
 
     /// Panics unless `lines` appear in this order in the output (whitespace, line breaks

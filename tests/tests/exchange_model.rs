@@ -119,6 +119,7 @@ use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
+use apdu_spec::apdu::Response;
 use apdu_spec::cert::{self, Certificate};
 use apdu_spec::commands::ins;
 use apdu_spec::exchange::messages::{
@@ -136,7 +137,7 @@ use valuecard_backend::clock::ManualClock;
 use valuecard_backend::db::{DbError, Value as DbValue};
 use valuecard_card::applet::{decode, encode};
 use valuecard_card::state::{Persistent, Session};
-use valuecard_card::storage::{MemoryStorage, Storage, StorageError};
+use valuecard_card::storage::MemoryStorage;
 use valuecard_card::{Card, Options};
 use valuecard_protocol::api::{ArbiterCancelRequest, ArbiterResolveRequest, Verdict};
 
@@ -458,29 +459,14 @@ impl<T: Clone + Eq + Hash> Interner<T> {
     }
 }
 
-/// A card's state store that starts from given bytes.
-struct Preloaded(Option<Vec<u8>>);
-
-impl Storage for Preloaded {
-    fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.0.clone())
-    }
-
-    fn commit(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        self.0 = Some(bytes.to_vec());
-        Ok(())
-    }
-}
-
 /// A command of ours in the extended form, with Le = 65536: every answer comes at once.
 fn command(ins: u8, data: &[u8]) -> Vec<u8> {
     apdu_spec::apdu::encode(CLA_PROPRIETARY, ins, 0, 0, data, 65536, true)
 }
 
 fn transmit(card: &mut Card, apdu: &[u8]) -> (Vec<u8>, u16) {
-    let r = card.transmit(apdu);
-    let (data, sw) = r.split_at(r.len() - 2);
-    (data.to_vec(), u16::from_be_bytes([sw[0], sw[1]]))
+    let r = Response::from_bytes(&card.transmit(apdu)).expect("a status word");
+    (r.data, r.sw)
 }
 
 #[track_caller]
@@ -731,7 +717,7 @@ impl Model {
             test_mode: true,
             rng_seed: Some(seed(&before, kind, index)),
         };
-        let mut c = Card::new(Box::new(Preloaded(Some(before.clone()))), options)
+        let mut c = Card::new(Box::new(MemoryStorage::with_state(before.clone())), options)
             .expect("the state file loads");
         if matches!(kind, Kind::Start | Kind::Agree) {
             verify_pin(&mut c);
@@ -890,23 +876,11 @@ impl Model {
         let answer = match kind {
             Kind::ArbiterCancel => {
                 let c = CancelAnswer::decode(bytes).expect("a CANCEL answer");
-                arbiter.cancel(&ArbiterCancelRequest {
-                    s2: c.s2,
-                    a: c.a,
-                    cancel_signature: c.sab.to_vec(),
-                    responder_certificate: c.responder_certificate.encode(),
-                })
+                arbiter.cancel(&ArbiterCancelRequest::from(&c))
             }
             Kind::ArbiterResolve => {
                 let r = ResolveAnswer::decode(bytes).expect("a RESOLVE answer");
-                arbiter.resolve(&ArbiterResolveRequest {
-                    s2: r.s2,
-                    a: r.a,
-                    agreement_signature: r.sa.to_vec(),
-                    resolve_signature: r.sr.to_vec(),
-                    initiator_certificate: r.initiator_certificate.encode(),
-                    responder_certificate: r.responder_certificate.encode(),
-                })
+                arbiter.resolve(&ArbiterResolveRequest::from(&r))
             }
             _ => unreachable!("not a request"),
         };
@@ -953,13 +927,7 @@ impl Model {
                     ),
                     "the verdict's signature"
                 );
-                let body = VerdictBody {
-                    s2: v.s2,
-                    a: v.a,
-                    outcome: v.outcome,
-                    signature: v.signature,
-                }
-                .encode();
+                let body = VerdictBody::from(&v).encode();
                 let verdict = self.msg(body);
                 let s2 = self.ids.id(v.s2);
                 self.verdicts.insert(verdict, (s2, v.outcome));

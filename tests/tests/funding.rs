@@ -5,7 +5,7 @@
 //! each step of a withdrawal, or fail one of its network calls, then run `valuecard
 //! recover`; the totals must come out exact, whatever step was cut.
 
-use valuecard_tests::{Backend, PIN, Run, User, VirtualCard, json, lock_vpcd};
+use valuecard_tests::{Backend, PIN, User, VirtualCard, assert_interrupted, json, lock_vpcd};
 
 /// The acceptance run: an account with 1,000, a card registered and personalised through the
 /// center, 300 withdrawn; the center shows 300 and the bank 700. The card sits behind pcscd.
@@ -44,18 +44,6 @@ fn withdraw_300_into_a_virtual_card_behind_pcscd() {
         "{}",
         again.stderr
     );
-}
-
-/// How a faulted withdrawal must end: killed by the injected abort, or exit 1 for a failed
-/// network call.
-fn assert_interrupted(run: &Run, fault: &str) {
-    let aborted = run.code.is_none() || run.code == Some(134);
-    let failed = run.code == Some(1);
-    if fault.starts_with("fail-") {
-        assert!(failed, "{fault}: expected exit 1, got {run:?}");
-    } else {
-        assert!(aborted, "{fault}: expected an abort, got {run:?}");
-    }
 }
 
 #[test]

@@ -20,8 +20,9 @@ use std::path::Path;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use serde_json::Value;
-use valuecard_tests::{ADMIN_TOKEN, Backend, PIN, Run, User, json};
+use valuecard_protocol::api::LedgerRequest;
+use valuecard_terminal::backend_client::CenterClient;
+use valuecard_tests::{ADMIN_TOKEN, Backend, Run, User, json};
 
 const DEPOSIT: u64 = 1_000_000;
 
@@ -62,9 +63,8 @@ const UNLOAD_FAULTS: &[&str] = &[
 /// A run must end as one of: done, a clear error (exit 1), or the injected abort.
 #[track_caller]
 fn check_exit(run: &Run, what: &str) {
-    let aborted = run.code.is_none() || run.code == Some(134);
     assert!(
-        run.ok() || run.code == Some(1) || aborted,
+        run.ok() || run.code == Some(1) || run.aborted(),
         "{what}: unexpected exit {:?}\nstdout:\n{}\nstderr:\n{}",
         run.code,
         run.stdout,
@@ -123,9 +123,9 @@ fn bank_totals(db_dir: &Path, accounts: &[&str]) -> (u64, u64) {
     (debits, issued)
 }
 
-fn card_side(user: &User, backend: &Backend) -> CardSide {
+fn card_side(user: &User, center: &CenterClient) -> CardSide {
     let info = json(&user.run(&["info", "--json"], &[]).expect_ok("info"));
-    let card_id = info["card_id"].as_str().expect("card id").to_string();
+    let card_id = info["card_id"].as_str().expect("card id");
     let on_card = info["values"]["assets"]
         .as_array()
         .and_then(|a| a.iter().find(|a| a["code"] == "JPY"))
@@ -133,48 +133,40 @@ fn card_side(user: &User, backend: &Backend) -> CardSide {
     let balance = json(&user.run(&["balance", "--json"], &[]).expect_ok("balance"));
     let in_flight = !balance["pending_load"].is_null()
         || !balance["receipts"].as_array().expect("receipts").is_empty();
-    let ledger = center_ledger(backend, &card_id);
-    let totals = &ledger["totals"];
-    let field = |name: &str| {
-        totals[name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{name}: {ledger}"))
+    // The center's ledger of the card, read with the admin token.
+    let request = LedgerRequest {
+        card_id: hex::decode(card_id)
+            .ok()
+            .and_then(|id| id.try_into().ok())
+            .unwrap_or_else(|| panic!("card id {card_id}")),
+        proof: None,
     };
-    let units = ledger["accounts"]
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["asset"] == "JPY"))
-        .map_or(0, |a| a["balance"].as_u64().expect("balance"));
+    let ledger = center.ledger(&request, Some(ADMIN_TOKEN)).expect("ledger");
+    let totals = &ledger.totals;
+    let units = ledger
+        .accounts
+        .iter()
+        .find(|a| a.asset == "JPY")
+        .map_or(0, |a| a.balance);
     CardSide {
-        redeemed: field("redeemed"),
-        loaded: field("loaded"),
-        refunded: field("refunded"),
-        unloaded: field("unloaded"),
+        redeemed: totals.redeemed,
+        loaded: totals.loaded,
+        refunded: totals.refunded,
+        unloaded: totals.unloaded,
         units,
         on_card,
         in_flight,
     }
 }
 
-/// The center's ledger of a card, read with the admin token.
-fn center_ledger(backend: &Backend, card_id: &str) -> Value {
-    let body = serde_json::json!({ "card_id": card_id.to_lowercase() });
-    let answer = ureq::post(format!("{}/center/v1/ledger", backend.url))
-        .header("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
-        .send_json(&body)
-        .expect("ledger")
-        .into_body()
-        .read_to_string()
-        .expect("ledger body");
-    serde_json::from_str(&answer).expect("ledger JSON")
-}
-
 fn ledger(users: &[User], backend: &Backend) -> Ledger {
     let accounts: Vec<&str> = users.iter().map(|u| u.account.as_str()).collect();
     let (bank_debits, issued) = bank_totals(&backend.db_dir, &accounts);
+    let center = CenterClient::new(&backend.url);
     Ledger {
         bank_debits,
         issued,
-        cards: users.iter().map(|u| card_side(u, backend)).collect(),
+        cards: users.iter().map(|u| card_side(u, &center)).collect(),
     }
 }
 
@@ -251,22 +243,12 @@ fn the_funding_ledger_holds_after_a_thousand_random_operations_with_faults() {
             }
             20..25 => ("redeem", user.run(&["redeem", "--json"], &[])),
             25..55 => {
-                let amount = rng.random_range(1..=80u64).to_string();
-                let mut env = vec![];
-                if let Some(f) = pick(&mut rng, LOAD_FAULTS) {
-                    env.push(("VALUECARD_FAULT", f));
-                }
-                let args = ["load", "--amount", &amount, "--asset", "JPY", "--json"];
-                ("load", user.run(&args, &env))
+                let amount = rng.random_range(1..=80u64);
+                ("load", user.load(amount, pick(&mut rng, LOAD_FAULTS)))
             }
             55..85 => {
-                let amount = rng.random_range(1..=60u64).to_string();
-                let mut env = vec![("VALUECARD_PIN", PIN)];
-                if let Some(f) = pick(&mut rng, UNLOAD_FAULTS) {
-                    env.push(("VALUECARD_FAULT", f));
-                }
-                let args = ["unload", "--amount", &amount, "--asset", "JPY", "--json"];
-                ("unload", user.run(&args, &env))
+                let amount = rng.random_range(1..=60u64);
+                ("unload", user.unload(amount, pick(&mut rng, UNLOAD_FAULTS)))
             }
             _ => (
                 "recover",

@@ -16,7 +16,8 @@ use valuecard_protocol::api::{LoadOrder, UnloadOrder};
 use valuecard_terminal::backend_client::CenterClient;
 use valuecard_terminal::{CardError, Client, ClientError, InProcess};
 use valuecard_tests::{
-    ADMIN_TOKEN, Backend, Balances, PIN, Run, User, VirtualCard, json, lock_vpcd,
+    ADMIN_TOKEN, Backend, Balances, PIN, Run, User, VirtualCard, assert_interrupted, json,
+    lock_vpcd,
 };
 
 fn jpy(amount: u64) -> UnitValue {
@@ -34,30 +35,6 @@ fn funded_user(backend: &Backend, dir: &Path, card: &[&str], redeemed: u64) -> U
     user
 }
 
-fn load(user: &User, amount: u64, fault: Option<&str>) -> Run {
-    let amount = amount.to_string();
-    let mut env = vec![];
-    if let Some(fault) = fault {
-        env.push(("VALUECARD_FAULT", fault));
-    }
-    user.run(
-        &["load", "--amount", &amount, "--asset", "JPY", "--json"],
-        &env,
-    )
-}
-
-fn unload(user: &User, amount: u64, fault: Option<&str>) -> Run {
-    let amount = amount.to_string();
-    let mut env = vec![("VALUECARD_PIN", PIN)];
-    if let Some(fault) = fault {
-        env.push(("VALUECARD_FAULT", fault));
-    }
-    user.run(
-        &["unload", "--amount", &amount, "--asset", "JPY", "--json"],
-        &env,
-    )
-}
-
 /// The acceptance run: 500 withdrawn to the center, 200 loaded, 50 unloaded: the card shows
 /// 150 and the center 350. Then a ticket is issued to the card, loaded, and listed.
 #[test]
@@ -69,12 +46,12 @@ fn withdraw_load_unload_and_a_ticket_through_pcscd() {
     let user = funded_user(&backend, dir.path(), &["--reader", &card.reader], 500);
     assert_eq!(user.balances().center, 500);
 
-    let loaded = json(&load(&user, 200, None).expect_ok("load"));
+    let loaded = json(&user.load(200, None).expect_ok("load"));
     assert_eq!(loaded["done"][0]["action"], "loaded", "{loaded}");
     assert_eq!(loaded["done"][0]["value"]["amount"], 200, "{loaded}");
     assert_eq!(loaded["done"][0]["counter"], 0, "{loaded}");
 
-    let unloaded = json(&unload(&user, 50, None).expect_ok("unload"));
+    let unloaded = json(&user.unload(50, None).expect_ok("unload"));
     assert_eq!(unloaded["done"][0]["action"], "unloaded", "{unloaded}");
     assert_eq!(unloaded["done"][0]["counter"], 0, "{unloaded}");
 
@@ -179,17 +156,6 @@ fn withdraw_load_unload_and_a_ticket_through_pcscd() {
     assert_eq!(user.recover()["nothing_to_recover"], true);
 }
 
-fn assert_interrupted(run: &Run, fault: &str) {
-    if fault.starts_with("fail-") {
-        assert_eq!(run.code, Some(1), "{fault}: expected exit 1, got {run:?}");
-    } else {
-        assert!(
-            run.code.is_none() || run.code == Some(134),
-            "{fault}: expected an abort, got {run:?}"
-        );
-    }
-}
-
 /// One cut: the fault; what card and center hold at the cut, and what is in flight; and
 /// what they hold once `valuecard recover` has run.
 struct Cut {
@@ -275,9 +241,11 @@ fn cut_and_recover(
 /// Brings the card back to `before` after a case that ended at `end`, without faults.
 fn undo(user: &User, what: &str, end: (u64, u64), before: Balances) {
     if end.0 > before.card {
-        unload(user, end.0 - before.card, None).expect_ok(&format!("{what}: undo"));
+        user.unload(end.0 - before.card, None)
+            .expect_ok(&format!("{what}: undo"));
     } else if end.0 < before.card {
-        load(user, before.card - end.0, None).expect_ok(&format!("{what}: undo"));
+        user.load(before.card - end.0, None)
+            .expect_ok(&format!("{what}: undo"));
     }
     let now = user.balances();
     assert_eq!(
@@ -301,7 +269,7 @@ fn a_load_or_an_unload_cut_at_any_step_is_finished_exactly_by_recover() {
     cut_and_recover(
         &user,
         "load",
-        |fault| load(&user, 200, fault),
+        |fault| user.load(200, fault),
         &[
             // The card never got LOAD REQUEST: nothing to finish, nothing moved.
             cut("before-load-request", (0, 500), false, 0, (0, 500)),
@@ -315,11 +283,11 @@ fn a_load_or_an_unload_cut_at_any_step_is_finished_exactly_by_recover() {
     );
 
     // Unload 50 with the card at (200, 300).
-    load(&user, 200, None).expect_ok("load 200");
+    user.load(200, None).expect_ok("load 200");
     cut_and_recover(
         &user,
         "unload",
-        |fault| unload(&user, 50, fault),
+        |fault| user.unload(50, fault),
         &[
             cut("before-unload", (200, 300), false, 0, (200, 300)),
             cut("after-unload", (150, 300), false, 1, (150, 350)),
@@ -333,7 +301,7 @@ fn a_load_or_an_unload_cut_at_any_step_is_finished_exactly_by_recover() {
 
     // A load the center refuses (more than the account holds) is cancelled at once: the
     // card signs a cancellation, the center voids the request, and the card clears it.
-    let refused = load(&user, 10_000, None);
+    let refused = user.load(10_000, None);
     assert_eq!(refused.code, Some(1), "{refused:?}");
     assert!(
         refused.stderr.contains("insufficient") && refused.stderr.contains("cancelled"),
@@ -348,7 +316,7 @@ fn a_load_or_an_unload_cut_at_any_step_is_finished_exactly_by_recover() {
     cut_and_recover(
         &user,
         "refused load",
-        |fault| load(&user, 10_000, fault),
+        |fault| user.load(10_000, fault),
         &[
             cut("before-load-cancel", (200, 300), true, 0, (200, 300)),
             cut("after-load-cancel", (200, 300), false, 1, (200, 300)),

@@ -16,7 +16,7 @@
 //! timed here, their runs alternate, so that a machine that slows down mid-way slows both.
 //! Preparing inputs (keys, cards, blinded messages, tokens, requests) is never timed.
 
-pub mod apdu;
+mod apdu;
 mod arbiter;
 mod backend;
 mod exchange;
@@ -38,8 +38,7 @@ use crate::launch::{self, LaunchError};
 use crate::transport::TransportError;
 
 pub use apdu::{
-    PROBE, Stats, WARM_UP, apdu_round_trip, apdu_round_trip_with_warm_up, format_duration,
-    select_and_warm_up, time_round_trips,
+    BASELINE_WARM_UP, Stats, apdu_round_trip, apdu_round_trip_with_warm_up, format_duration,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -364,33 +363,16 @@ fn alternate(
 /// Progress on standard error: a bar or a spinner per stage. indicatif draws nothing when
 /// standard error is not a terminal.
 #[derive(Clone, Debug, Default)]
-pub struct Progress {
-    hidden: bool,
-}
+pub struct Progress;
 
 impl Progress {
     pub fn new() -> Progress {
-        Progress::default()
-    }
-
-    /// Progress that never shows.
-    pub fn hidden() -> Progress {
-        Progress { hidden: true }
-    }
-
-    fn bar(&self, length: Option<u64>) -> ProgressBar {
-        if self.hidden {
-            return ProgressBar::hidden();
-        }
-        match length {
-            Some(length) => ProgressBar::new(length),
-            None => ProgressBar::new_spinner(),
-        }
+        Progress
     }
 
     /// A stage of `steps` steps (runs, or tokens): a bar.
     fn stage(&self, message: impl Into<String>, steps: usize) -> Stage {
-        let bar = self.bar(Some(steps as u64));
+        let bar = ProgressBar::new(steps as u64);
         bar.set_style(
             ProgressStyle::with_template(
                 "{spinner:.green} {msg} [{bar:24.cyan/blue}] {pos}/{len} ({elapsed})",
@@ -404,7 +386,7 @@ impl Progress {
     /// A wait of unknown length (starting processes, taking a lock): a ticking spinner.
     /// Never around timed work: the ticking thread would be measured.
     fn wait(&self, message: impl Into<String>) -> Stage {
-        let bar = self.bar(None);
+        let bar = ProgressBar::new_spinner();
         bar.set_style(
             ProgressStyle::with_template("{spinner:.green} {msg} ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),

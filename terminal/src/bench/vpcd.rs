@@ -7,15 +7,12 @@ use std::time::Duration;
 
 use p256::ecdsa::SigningKey;
 
-use super::apdu::{WARM_UP, select_and_warm_up, time_round_trips};
+use super::apdu::{BASELINE_WARM_UP, WARM_UP, select_and_warm_up, time_round_trips};
 use super::{Plan, Progress, Result, alternate, exchange, median, memory};
 use crate::Client;
 use crate::launch::{self, CardOptions, VirtualCard};
 use crate::pcsc::PcscTransport;
 use crate::transport::{InProcess, Transport};
-
-/// A plain-socket card takes ~44 ms a round trip: the full warm-up would take seconds.
-const BASELINE_WARM_UP: usize = 5;
 
 /// How long to wait for a card that pcscd already shows.
 const OPEN_WAIT: Duration = Duration::from_secs(10);
@@ -37,7 +34,7 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// The median over runs of each run's median round trip, µs.
+/// One run's median round trip, µs.
 fn round_trips(transport: &mut dyn Transport, apdus: usize) -> Result<f64> {
     Ok(micros(time_round_trips(transport, apdus)?.median))
 }

@@ -4,16 +4,12 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use valuecard_terminal::bench::{self, Plan, Progress, Stats, format_duration};
+use valuecard_terminal::bench::{self, BASELINE_WARM_UP, Plan, Progress, Stats, format_duration};
 use valuecard_terminal::pcsc::{self, PcscTransport};
 use valuecard_terminal::transport::{InProcess, Transport};
 
 use super::{CliError, Result, date, wait};
 use crate::cli::Global;
-
-/// A slow card is measured with fewer warm-up round trips: at ~50 ms each, the full warm-up
-/// alone would take seconds.
-const BASELINE_WARM_UP: usize = 5;
 
 const BENCH_HELP: &str = "\
 What it measures, each figure the median of --runs runs and each next to a reference

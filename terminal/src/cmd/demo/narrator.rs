@@ -194,6 +194,13 @@ impl Narrator {
         }
     }
 
+    /// `valuecard <card i's options> <rest>`.
+    pub fn on(&self, i: usize, rest: &[&str]) -> Vec<String> {
+        let mut all = self.card(i);
+        all.extend(rest.iter().map(|s| s.to_string()));
+        all
+    }
+
     /// The options of `valuecard exchange` that name the initiator and the responder.
     pub fn exchange_sides(&self, initiator: usize, responder: usize) -> Vec<String> {
         let (a, b, suffix) = match &self.cards {
@@ -311,9 +318,7 @@ impl Narrator {
     }
 
     fn card_query(&self, i: usize, args: &[&str]) -> Step<Value> {
-        let mut all = self.card(i);
-        all.extend(args.iter().map(|s| s.to_string()));
-        self.query(&all)
+        self.query(&self.on(i, args))
     }
 
     /// What card `i` holds: `None` for a blank card.

@@ -1,8 +1,8 @@
 //! The story the demo tells, act by act, with the figures expected after each.
 
 use p256::ecdsa::VerifyingKey;
-use serde_json::Value;
 use valuecard_protocol::api::{Verdict, VerdictAnswer};
+use valuecard_terminal::journal::Journal;
 
 use super::knowledge::{self, Comparison, short};
 use super::narrator::{CardFigures, Failed, Figures, Narrator, Step, Ticket, ending};
@@ -22,11 +22,10 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-/// `valuecard <card i's options> <rest>`.
-fn on(n: &Narrator, i: usize, rest: &[&str]) -> Vec<String> {
-    let mut all = n.card(i);
-    all.extend(args(rest));
-    all
+/// The terminal's journal in the demo's folder, as the commands left it; `None` when it
+/// cannot be read.
+fn journal(n: &Narrator) -> Option<Journal> {
+    Journal::open(&n.folder.join("journal.json"), || {}).ok()
 }
 
 fn card(figures: &mut Figures, i: usize) -> &mut CardFigures {
@@ -136,7 +135,7 @@ fn register(n: &mut Narrator, expected: &mut Figures) -> Step {
          by its key, and nothing of the bank account.",
     );
     for i in [A, B] {
-        n.run(&on(n, i, &["card", "register", "--pin", PINS[i]]))?;
+        n.run(&n.on(i, &["card", "register", "--pin", PINS[i]]))?;
         card(expected, i);
     }
     n.balances(expected)
@@ -157,8 +156,7 @@ fn withdraw_and_redeem(n: &mut Narrator, expected: &mut Figures) -> Step {
     let account = n.account.clone().unwrap_or_default();
     let first = n.relay.len();
     let amount = WITHDRAWAL.to_string();
-    n.run(&on(
-        n,
+    n.run(&n.on(
         A,
         &[
             "withdraw",
@@ -173,15 +171,11 @@ fn withdraw_and_redeem(n: &mut Narrator, expected: &mut Figures) -> Step {
     expected.bank = Some(bank);
     let found = n.read()?;
     let at_center = found.cards[A].as_ref().map_or(0, |c| c.center);
-    let journal = std::fs::read_to_string(n.folder.join("journal.json")).unwrap_or_default();
-    let signed = serde_json::from_str::<Value>(&journal).ok().map_or(0, |j| {
-        j["withdrawals"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|w| w["pieces"].as_array().into_iter().flatten())
-            .filter(|p| p["state"] == "signed")
-            .count()
+    let signed = journal(n).map_or(0, |j| {
+        j.withdrawals()
+            .iter()
+            .map(|w| w.tally("signed").0)
+            .sum::<usize>()
     });
     n.note(&format!(
         "now: the bank account holds {}, card A's account at the center {at_center}, and \
@@ -251,7 +245,7 @@ fn load(n: &mut Narrator, expected: &mut Figures) -> Step {
          center checks it, debits card A's account once for that request, and signs an \
          authorisation that only this request on this card accepts.",
     );
-    n.run(&on(n, A, &["load", "--amount", &LOAD.to_string()]))?;
+    n.run(&n.on(A, &["load", "--amount", &LOAD.to_string()]))?;
     let a = card(expected, A);
     a.available += LOAD;
     a.center -= LOAD;
@@ -266,15 +260,14 @@ fn issue_tickets(n: &mut Narrator, expected: &mut Figures) -> Step {
          goes onto the card the way units do.",
     );
     for (asset, serial) in [("MUSEUM", "0001"), ("CONCERT", "0002")] {
-        n.run(&on(
-            n,
+        n.run(&n.on(
             B,
             &["tickets", "issue", "--asset", asset, "--serial", serial],
         ))?;
         card(expected, B).tickets.push(Ticket::new(asset, serial));
     }
     card(expected, B).tickets.sort();
-    n.run(&on(n, B, &["tickets"]))?;
+    n.run(&n.on(B, &["tickets"]))?;
     n.balances(expected)
 }
 
@@ -385,9 +378,9 @@ fn lost_message(n: &mut Narrator, expected: &mut Figures) -> Step {
         t.escrowed = true;
     }
     n.balances(expected)?;
-    n.run(&on(n, A, &["sessions"]))?;
-    n.run(&on(n, B, &["sessions"]))?;
-    let listed = n.query(&on(n, B, &["sessions", "--json"]))?;
+    n.run(&n.on(A, &["sessions"]))?;
+    n.run(&n.on(B, &["sessions"]))?;
+    let listed = n.query(&n.on(B, &["sessions", "--json"]))?;
     let s2 = listed["sessions"][0]["s2"]
         .as_str()
         .unwrap_or("")
@@ -400,16 +393,16 @@ fn lost_message(n: &mut Narrator, expected: &mut Figures) -> Step {
          and for all, and card A takes the ticket.",
     );
     let first = n.relay.len();
-    n.run(&on(n, A, &["recover"]))?;
+    n.run(&n.on(A, &["recover"]))?;
     n.say(
         "Card B then finds that verdict at the arbiter and takes the money. Had B gone first, \
          it would have asked to cancel, the arbiter would have recorded CANCEL, and both cards \
          would have had their own value back: either way, both cards end alike.",
     );
-    n.run(&on(n, B, &["recover"]))?;
+    n.run(&n.on(B, &["recover"]))?;
 
     let found = verdicts(&n.relay.since(first), &s2);
-    let arbiter_key = n.query(&on(n, A, &["info", "--json"]))?["arbiter_key"]
+    let arbiter_key = n.query(&n.on(A, &["info", "--json"]))?["arbiter_key"]
         .as_str()
         .and_then(|k| hex::decode(k).ok())
         .and_then(|k| VerifyingKey::from_sec1_bytes(&k).ok())
@@ -476,8 +469,7 @@ fn unload(n: &mut Narrator, expected: &mut Figures) -> Step {
          unload counter; the center credits card B's account once for that receipt and \
          acknowledges it, which clears the receipt on the card.",
     );
-    n.run(&on(
-        n,
+    n.run(&n.on(
         B,
         &["unload", "--amount", &amount.to_string(), "--pin", PINS[B]],
     ))?;
@@ -509,11 +501,7 @@ fn the_end(n: &mut Narrator, expected: &Figures) -> Step {
         "{DEPOSIT} JPY paid in = {bank} in the bank account + {on_cards} on the cards + \
          {at_center} in the cards' center accounts"
     ));
-    let journal = std::fs::read_to_string(n.folder.join("journal.json")).unwrap_or_default();
-    let waiting = serde_json::from_str::<Value>(&journal)
-        .ok()
-        .and_then(|j| j["withdrawals"].as_array().map(Vec::len))
-        .unwrap_or(0);
+    let waiting = journal(n).map_or(0, |j| j.withdrawals().len());
     if waiting > 0 {
         return Err(Failed(format!(
             "the journal still holds {waiting} withdrawal(s)"
