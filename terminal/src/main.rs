@@ -14,12 +14,20 @@ use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     init_logging();
+    quiet_when_stdout_closes();
     let matches = cli::Cli::command().get_matches();
     let cli = match cli::Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    match cmd::run(cli, &matches) {
+    // After a panic, `cli` and `matches` are never looked at again.
+    let run = std::panic::AssertUnwindSafe(|| cmd::run(cli, &matches));
+    let outcome = match std::panic::catch_unwind(run) {
+        Ok(outcome) => outcome,
+        Err(panic) if is_closed_stdout(panic.as_ref()) => return ExitCode::from(CLOSED_STDOUT),
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", e.message);
@@ -29,6 +37,34 @@ fn main() -> ExitCode {
             ExitCode::from(e.code)
         }
     }
+}
+
+/// The exit code of a process that SIGPIPE killed (128 + 13), as `valuecard ... | head` expects.
+const CLOSED_STDOUT: u8 = 141;
+
+/// `valuecard readers | head -1`: once whoever reads standard output has gone, std's print
+/// macros panic. That is no error of ours, so it prints nothing; `main` then ends with the
+/// exit code of a process killed by SIGPIPE. SIGPIPE itself stays ignored, as Rust sets it:
+/// at its default it would kill `valuecard demo` on the spot, while this panic unwinds and
+/// so stops the cards and the backend the demo started (their `Drop`).
+fn quiet_when_stdout_closes() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_closed_stdout(info.payload()) {
+            report(info);
+        }
+    }));
+}
+
+/// Whether a panic is std's "failed printing to stdout: Broken pipe (os error 32)", the
+/// message of a reader that has gone (EPIPE's text is "Broken pipe" on Linux).
+fn is_closed_stdout(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
 }
 
 /// Logs go to standard error, filtered by RUST_LOG (e.g. `RUST_LOG=debug`,

@@ -15,6 +15,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_valuecard");
 /// `valuecard` with a clean environment: no VALUECARD_* or RUST_LOG from the caller, and the
 /// config and data folders in `home`, so that no user's config file leaks in.
 fn valuecard(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(home, args, env).output().unwrap()
+}
+
+/// The command that `valuecard` runs, to be run another way.
+fn command(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BIN);
     for (name, _) in std::env::vars() {
         if name.starts_with("VALUECARD_") || name == "RUST_LOG" {
@@ -27,7 +32,7 @@ fn valuecard(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
         .envs(env.iter().copied());
-    command.output().unwrap()
+    command
 }
 
 fn stdout(output: &Output) -> String {
@@ -499,5 +504,33 @@ fn without_rust_log_nothing_is_logged() {
         &["--card-state", state.to_str().unwrap(), "info"],
         &[],
     ));
+    assert_eq!(stderr(&output), "");
+}
+
+/// `valuecard info | head -1`: when whoever reads the output has gone, the command ends as a
+/// process killed by SIGPIPE would (141), and says nothing (no panic, no backtrace).
+#[test]
+fn a_closed_standard_output_ends_the_command_quietly() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("card.state");
+    // The reading end is closed before the command starts, so its first write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = command(
+        home.path(),
+        &["--card-state", state.to_str().unwrap(), "info"],
+        &[("RUST_BACKTRACE", "1")],
+    )
+    .stdout(writer)
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(141),
+        "stderr:\n{}",
+        stderr(&output)
+    );
     assert_eq!(stderr(&output), "");
 }
