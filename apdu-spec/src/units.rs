@@ -201,7 +201,7 @@ impl std::fmt::Display for UnitValue {
         match self {
             UnitValue::Asset { code, amount } => write!(f, "{amount} {code}"),
             UnitValue::Ticket { code, serial } => {
-                write!(f, "ticket {code} #{}", hex::encode(serial))
+                write!(f, "ticket {code} #{}", hex::encode_upper(serial))
             }
         }
     }

@@ -51,7 +51,7 @@ pub fn parse_value(text: &str) -> Result<Value, String> {
     Ok(Some(value))
 }
 
-/// A value for people: `300 JPY`, `ticket CONCERT #00c0ffee`, `nothing`.
+/// A value for people: `300 JPY`, `ticket CONCERT #00C0FFEE`, `nothing`.
 pub fn show_value(value: &Value) -> String {
     match value {
         None => "nothing".into(),
@@ -132,11 +132,11 @@ pub fn run<TA: Transport, TB: Transport>(
             wanted_v2: take.clone(),
         })
         .map_err(on("initiator"))?;
-    fault::reached(Point::AfterStart);
     step(
         "START",
         &format!("the initiator reserves {}", show_value(give)),
     );
+    fault::reached(Point::AfterStart);
     match relay(initiator, responder, &started, give, take, step) {
         Ok(()) => Ok(Report {
             initiator: Some(Ending::Exchanged),
@@ -176,28 +176,28 @@ fn relay<TA: Transport, TB: Transport>(
     let agreed = responder
         .agree(&started.agree_body(take.clone(), give.clone()))
         .map_err(at("AGREE", None))?;
-    fault::reached(Point::AfterAgree);
     step(
         "AGREE",
         &format!("the responder escrows {}", show_value(take)),
     );
+    fault::reached(Point::AfterAgree);
     let s2 = Some(agreed.s2);
 
     let confirmed = initiator
         .confirm(&agreed.confirm_body(started.s1))
         .map_err(at("CONFIRM", s2))?;
-    fault::reached(Point::AfterConfirm);
     step(
         "CONFIRM",
         &format!("the initiator escrows {}", show_value(give)),
     );
+    fault::reached(Point::AfterConfirm);
 
     let committed = responder.commit(&confirmed).map_err(at("COMMIT", s2))?;
-    fault::reached(Point::AfterCommit);
     step(
         "COMMIT",
         &format!("the responder stores {}", show_value(give)),
     );
+    fault::reached(Point::AfterCommit);
 
     initiator
         .finish(&committed.finish_body(agreed.s2))

@@ -96,6 +96,7 @@ const STORY: &[&str] = &[
     "card B 100 0 0 CONCERT 0002",
     "== 8. A second exchange loses a message; the arbiter settles it ==",
     "$ VALUECARD_FAULT=after-confirm valuecard exchange",
+    "CONFIRM the initiator escrows 100 JPY",
     "valuecard: injected fault after-confirm: aborting",
     "card A 100 100 200 MUSEUM 0001",
     "card B 100 0 0 CONCERT 0002 (in escrow)",
