@@ -61,10 +61,14 @@ impl CardError {
                 if command == commands::VERIFY.name
                     || command == commands::CHANGE_REFERENCE_DATA.name =>
             {
-                "the card has no PIN yet: personalise it with `valuecard card init`"
+                "the card has no PIN yet: personalise it with `valuecard card register` (or, for development, `valuecard card init`)"
             }
             0x6985 if command == commands::INTERNAL_AUTHENTICATE.name => {
-                "the card is blank: it has no key to sign with yet (GENERATE KEY, e.g. through `valuecard card init`)"
+                "the card is blank: it has no key to sign with yet (GENERATE KEY, e.g. through `valuecard card register`)"
+            }
+            // The card lists sessions in every state but a blank or keyed one.
+            0x6985 if command == commands::LIST_SESSIONS.name => {
+                "the card is not personalised yet, so it has no exchange sessions: `valuecard card register` personalises it"
             }
             0x6985 => "the card's state does not allow this; see `valuecard info`",
             0x6A80 if command == commands::PERSONALIZE.name => {

@@ -39,9 +39,12 @@ pub fn parse_value(text: &str) -> Result<Value, String> {
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(text.len());
         let (amount, code) = text.split_at(digits);
-        let amount: u64 = amount.parse().map_err(|_| {
-            format!("{text:?}: a value is AMOUNT CODE (300JPY), ticket:CODE:SERIAL, or nothing")
-        })?;
+        let form =
+            || format!("{text:?}: a value is AMOUNT CODE (300JPY), ticket:CODE:SERIAL, or nothing");
+        let amount: u64 = amount.parse().map_err(|_| form())?;
+        if code.trim().is_empty() {
+            return Err(form());
+        }
         UnitValue::Asset {
             code: code.trim().to_string(),
             amount,
@@ -350,7 +353,10 @@ mod tests {
         );
         assert!(parse_value("0JPY").is_err(), "zero");
         assert!(parse_value("JPY").is_err(), "no amount");
-        assert!(parse_value("300").is_err(), "no code");
+        assert!(
+            parse_value("300").is_err_and(|e| e.contains("a value is AMOUNT CODE (300JPY)")),
+            "no code: the message shows the form"
+        );
         assert!(parse_value("ticket:CONCERT").is_err(), "no serial");
         assert!(parse_value("ticket:CONCERT:zz").is_err(), "bad hex");
         assert_eq!(show_value(&jpy), "300 JPY");

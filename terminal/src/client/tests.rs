@@ -191,7 +191,7 @@ fn card_errors_say_what_to_do() {
                     sw: 0x6985
                 }
             );
-            assert!(e.to_string().contains("valuecard card init"), "{e}");
+            assert!(e.to_string().contains("valuecard card register"), "{e}");
         }
         other => panic!("{other:?}"),
     }
