@@ -1,10 +1,15 @@
-//! The card certificate: a compact signed record (not X.509) of the card id, its public key
-//! and its validity, signed by the issuer (PROTOCOLS.md, "Keys").
+//! The card certificate: a compact signed record (not X.509) of the card id, its public key,
+//! its validity and the card maker that vouched for its key, signed by the issuer
+//! (PROTOCOLS.md, "Keys").
 //!
 //! Encoding: `7F21 { 80 card id (32), 81 public key (33, compressed SEC1), 82 not before
-//! (8, Unix seconds), 83 not after (8), 5F37 signature (64, r || s) }`. The signature is
-//! ECDSA P-256 / SHA-256 by the issuer over `domain::CERTIFICATE` and the encoding of the
-//! four fields 80..83 in that order.
+//! (8, Unix seconds), 83 not after (8), 84 maker id (32), 5F37 signature (64, r || s) }`,
+//! 194 bytes. The signature is ECDSA P-256 / SHA-256 by the issuer over
+//! `domain::CERTIFICATE` and the encoding of the five fields 80..84 in that order. The maker
+//! id (SHA-256 of the maker's compressed public key, `maker::maker_id`) names the maker whose
+//! attestation the center checked at registration: a block list can name it, so that every
+//! card of a maker that turned out untrustworthy is refused by the other cards and the
+//! arbiter too.
 
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
@@ -16,6 +21,7 @@ const CARD_ID: u16 = 0x80;
 const PUBLIC_KEY: u16 = 0x81;
 const NOT_BEFORE: u16 = 0x82;
 const NOT_AFTER: u16 = 0x83;
+const MAKER: u16 = 0x84;
 const SIGNATURE: u16 = 0x5F37;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -36,8 +42,13 @@ pub struct Certificate {
     pub public_key: [u8; 33],
     pub not_before: u64,
     pub not_after: u64,
+    /// The maker whose attestation vouched for the card key (`maker::maker_id`).
+    pub maker: [u8; 32],
     pub signature: [u8; 64],
 }
+
+/// The length of a certificate's encoding: every field has a fixed length.
+pub const ENCODED_LEN: usize = 194;
 
 /// A public key in the one encoding valuecard uses: compressed SEC1, 33 bytes.
 pub fn encode_public_key(key: &VerifyingKey) -> [u8; 33] {
@@ -47,43 +58,37 @@ pub fn encode_public_key(key: &VerifyingKey) -> [u8; 33] {
     out
 }
 
-/// Parses a compressed SEC1 public key.
+/// Parses a compressed SEC1 public key, in its one canonical form (02 or 03, then x): a key
+/// has one encoding, so a card id (its hash) names one key and a key has one card id.
 pub fn decode_public_key(bytes: &[u8]) -> Option<VerifyingKey> {
     if bytes.len() != 33 {
         return None;
     }
-    VerifyingKey::from_sec1_bytes(bytes).ok()
+    let key = VerifyingKey::from_sec1_bytes(bytes).ok()?;
+    (encode_public_key(&key).as_slice() == bytes).then_some(key)
 }
 
 impl Certificate {
-    fn signed_fields(
-        card_id: &[u8; 32],
-        public_key: &[u8; 33],
-        not_before: u64,
-        not_after: u64,
-    ) -> Vec<Tlv> {
+    fn signed_fields(&self) -> Vec<Tlv> {
         vec![
-            tlv::primitive(CARD_ID, card_id.to_vec()),
-            tlv::primitive(PUBLIC_KEY, public_key.to_vec()),
-            tlv::primitive(NOT_BEFORE, not_before.to_be_bytes()),
-            tlv::primitive(NOT_AFTER, not_after.to_be_bytes()),
+            tlv::primitive(CARD_ID, self.card_id.to_vec()),
+            tlv::primitive(PUBLIC_KEY, self.public_key.to_vec()),
+            tlv::primitive(NOT_BEFORE, self.not_before.to_be_bytes()),
+            tlv::primitive(NOT_AFTER, self.not_after.to_be_bytes()),
+            tlv::primitive(MAKER, self.maker.to_vec()),
         ]
     }
 
     fn signed_message(&self) -> Vec<u8> {
-        let tbs = tlv::encode_all(&Self::signed_fields(
-            &self.card_id,
-            &self.public_key,
-            self.not_before,
-            self.not_after,
-        ));
+        let tbs = tlv::encode_all(&self.signed_fields());
         crate::domain::tagged(crate::domain::CERTIFICATE, &[&tbs])
     }
 
-    /// The issuer certifies a card key.
+    /// The issuer certifies a card key that the maker `maker` vouched for.
     pub fn issue(
         issuer: &SigningKey,
         card_key: &VerifyingKey,
+        maker: [u8; 32],
         not_before: u64,
         not_after: u64,
     ) -> Self {
@@ -93,6 +98,7 @@ impl Certificate {
             public_key,
             not_before,
             not_after,
+            maker,
             signature: [0; 64],
         };
         let signature: Signature = issuer.sign(&cert.signed_message());
@@ -106,12 +112,7 @@ impl Certificate {
 
     /// The `7F21` object.
     pub fn to_tlv(&self) -> Tlv {
-        let mut fields = Self::signed_fields(
-            &self.card_id,
-            &self.public_key,
-            self.not_before,
-            self.not_after,
-        );
+        let mut fields = self.signed_fields();
         fields.push(tlv::primitive(SIGNATURE, self.signature.to_vec()));
         tlv::constructed(TEMPLATE, fields)
     }
@@ -139,6 +140,7 @@ impl Certificate {
                 .map_err(|_| CertError::Malformed)?,
             not_before: u64::from_be_bytes(array(NOT_BEFORE)?),
             not_after: u64::from_be_bytes(array(NOT_AFTER)?),
+            maker: get(MAKER)?.try_into().map_err(|_| CertError::Malformed)?,
             signature: get(SIGNATURE)?
                 .try_into()
                 .map_err(|_| CertError::Malformed)?,
@@ -167,11 +169,24 @@ mod tests {
     use p256::elliptic_curve::Generate;
 
     #[test]
+    fn a_key_has_one_encoding() {
+        let key = SigningKey::from_slice(&[0x21; 32]).expect("a scalar");
+        let canonical = encode_public_key(key.verifying_key());
+        assert_eq!(decode_public_key(&canonical), Some(*key.verifying_key()));
+        // The same point in SEC1's other 33-byte form (tag 05, "compact") is refused.
+        let mut compact = canonical;
+        compact[0] = 0x05;
+        assert_eq!(decode_public_key(&compact), None);
+        assert_eq!(decode_public_key(&canonical[..32]), None);
+    }
+
+    #[test]
     fn issue_encode_verify() {
         let mut rng = rand::rng();
         let issuer = SigningKey::generate_from_rng(&mut rng);
         let card = SigningKey::generate_from_rng(&mut rng);
-        let cert = Certificate::issue(&issuer, card.verifying_key(), 1, 2);
+        let cert = Certificate::issue(&issuer, card.verifying_key(), [4; 32], 1, 2);
+        assert_eq!(cert.encode().len(), ENCODED_LEN);
         let decoded = Certificate::decode(&cert.encode()).expect("decodes");
         assert_eq!(decoded, cert);
         assert_eq!(
@@ -188,6 +203,12 @@ mod tests {
         forged.not_after += 1;
         assert_eq!(
             forged.verify(issuer.verifying_key()),
+            Err(CertError::BadSignature)
+        );
+        let mut other_maker = decoded.clone();
+        other_maker.maker[0] ^= 1;
+        assert_eq!(
+            other_maker.verify(issuer.verifying_key()),
             Err(CertError::BadSignature)
         );
         let mut wrong_id = decoded;

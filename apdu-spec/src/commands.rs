@@ -11,6 +11,7 @@ pub mod ins {
     pub const VERIFY: u8 = 0x20;
     pub const CHANGE_REFERENCE_DATA: u8 = 0x24;
     pub const INTERNAL_AUTHENTICATE: u8 = 0x88;
+    pub const ATTEST: u8 = 0x4A;
     pub const GENERATE_KEY: u8 = 0x47;
     pub const PERSONALIZE: u8 = 0x50;
     pub const TEST_RESET: u8 = 0x7E;
@@ -140,7 +141,7 @@ pub const GET_DATA: CommandDef = CommandDef {
     name: "GET DATA",
     cla: CLA_ISO,
     ins: ins::GET_DATA,
-    p1p2: "00C1-00C4, 00C7, 00C8, 00E5, 00E6, 00EB, 006E",
+    p1p2: "00C1-00C8, 00E5, 00E6, 00EB, 006E",
     body: Body::None,
     states: ANY,
     writes: false,
@@ -184,6 +185,18 @@ pub const INTERNAL_AUTHENTICATE: CommandDef = CommandDef {
     summary: "sign a server's challenge (16 to 64 bytes) with the card key; answers r || s",
 };
 
+pub const ATTEST: CommandDef = CommandDef {
+    name: "ATTEST",
+    cla: CLA_PROPRIETARY,
+    ins: ins::ATTEST,
+    p1p2: "0000",
+    body: Body::Required,
+    states: &[Keyed, Active],
+    writes: false,
+    status_words: &["9000", "61xx", "6700", "6985", "6A86", "6A88"],
+    summary: "vouch, with the attestation key from manufacture, that the card key was made on this card, over a server's challenge (16 to 64 bytes); answers the maker's certificate and the attestation",
+};
+
 pub const GENERATE_KEY: CommandDef = CommandDef {
     name: "GENERATE KEY",
     cla: CLA_PROPRIETARY,
@@ -204,8 +217,8 @@ pub const PERSONALIZE: CommandDef = CommandDef {
     body: Body::Required,
     states: &[Keyed],
     writes: true,
-    status_words: &["9000", "6581", "6985", "6A80", "6A86"],
-    summary: "install the issuer and arbiter keys, the card certificate and the PIN, once",
+    status_words: &["9000", "6300", "6581", "6985", "6A80", "6A86"],
+    summary: "install the issuer and arbiter keys (each under the root's signature), the card certificate (under the issuer's) and the PIN, once",
 };
 
 pub const TEST_RESET: CommandDef = CommandDef {
@@ -213,11 +226,11 @@ pub const TEST_RESET: CommandDef = CommandDef {
     cla: CLA_PROPRIETARY,
     ins: ins::TEST_RESET,
     p1p2: "0000",
-    body: Body::None,
+    body: Body::Optional,
     states: ANY,
     writes: true,
-    status_words: &["9000", "6581", "6A86"],
-    summary: "emulator in test mode only: erase the card back to blank (otherwise 6D00)",
+    status_words: &["9000", "6581", "6A80", "6A86"],
+    summary: "emulator in test mode only: erase the card back to blank, keeping what manufacture gave it or installing the manufacture record in the body (otherwise 6D00)",
 };
 
 pub const LOAD_REQUEST: CommandDef = CommandDef {
@@ -418,6 +431,7 @@ pub const COMMANDS: &[CommandDef] = &[
     VERIFY,
     CHANGE_REFERENCE_DATA,
     INTERNAL_AUTHENTICATE,
+    ATTEST,
     GENERATE_KEY,
     PERSONALIZE,
     LOAD_REQUEST,

@@ -46,3 +46,16 @@ pub const TOKEN: &str = "valuecard/token/v1";
 
 /// The bank's list of denomination keys, signed with its long-term key.
 pub const BANK_KEYS: &str = "valuecard/bank-keys/v1";
+
+/// The scheme root's signature over an issuer or arbiter key (`anchor`).
+pub const ANCHOR: &str = "valuecard/anchor/v1";
+
+/// A card maker's certificate over a card's attestation key (`maker`).
+pub const MAKER: &str = "valuecard/maker/v1";
+
+/// A card's attestation, with its attestation key, that its card key was made inside it
+/// (`maker`).
+pub const ATTEST: &str = "valuecard/attest/v1";
+
+/// The issuer's signed, versioned block list (`blocklist`).
+pub const BLOCK_LIST: &str = "valuecard/block-list/v1";

@@ -11,11 +11,15 @@
 //! | resolve request Sr | `a ‖ s2` | initiator A | `valuecard/resolve/v1` |
 //! | verdict | `s2 ‖ a ‖ outcome` (1 byte: 01 complete, 02 cancel) | arbiter | `valuecard/verdict/v1` |
 //!
-//! `a = SHA-256(s1 ‖ V1 ‖ V2 ‖ id_A ‖ id_B)`, where s1 is A's 32-byte random, id_A and id_B
-//! the two card ids, and V1 and V2 the values' encodings ([`encode_value`]): `E0 00` for
-//! nothing (a one-way payment), `E1 { 81 code, 82 amount }` for units, `E2 { 81 code,
-//! 84 serial }` for a ticket. Every part has a fixed length or is a TLV object, so the
-//! concatenation is unambiguous. `s2 = SHA-256(r2)`.
+//! `a = SHA-256(c ‖ id_A ‖ id_B)` with the value commitment `c = SHA-256(s1 ‖ V1 ‖ V2)`,
+//! where s1 is A's 32-byte random, id_A and id_B the two card ids, and V1 and V2 the values'
+//! encodings ([`encode_value`]): `E0 00` for nothing (a one-way payment), `E1 { 81 code,
+//! 82 amount }` for units, `E2 { 81 code, 84 serial }` for a ticket. Every part has a fixed
+//! length or is a TLV object, so the concatenation is unambiguous. `s2 = SHA-256(r2)`.
+//!
+//! The requests for the arbiter carry c and both certificates: the arbiter recomputes `a`
+//! from them and so knows that the two cards it names are the session's initiator and
+//! responder, and it learns no values (s1 is random, so c hides V1 and V2).
 //!
 //! The bodies and answers of the exchange commands, which carry these values, are in
 //! [`messages`].
@@ -77,7 +81,27 @@ pub fn value_from_tlv(object: &tlv::Tlv) -> Result<Value, UnitError> {
     UnitValue::from_tlv(object).map(Some)
 }
 
-/// `a = SHA-256(s1 ‖ V1 ‖ V2 ‖ id_A ‖ id_B)`.
+/// The value commitment `c = SHA-256(s1 ‖ V1 ‖ V2)`.
+pub fn values_commitment(s1: &[u8; 32], v1: &Value, v2: &Value) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(s1)
+        .chain_update(encode_value(v1))
+        .chain_update(encode_value(v2))
+        .finalize()
+        .into()
+}
+
+/// `a = SHA-256(c ‖ id_A ‖ id_B)`: what the arbiter recomputes from a request.
+pub fn agreement_of(c: &[u8; 32], id_a: &[u8; 32], id_b: &[u8; 32]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(c)
+        .chain_update(id_a)
+        .chain_update(id_b)
+        .finalize()
+        .into()
+}
+
+/// `a = SHA-256(SHA-256(s1 ‖ V1 ‖ V2) ‖ id_A ‖ id_B)`: what the cards compute.
 pub fn agreement(
     s1: &[u8; 32],
     v1: &Value,
@@ -85,14 +109,7 @@ pub fn agreement(
     id_a: &[u8; 32],
     id_b: &[u8; 32],
 ) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(s1)
-        .chain_update(encode_value(v1))
-        .chain_update(encode_value(v2))
-        .chain_update(id_a)
-        .chain_update(id_b)
-        .finalize()
-        .into()
+    agreement_of(&values_commitment(s1, v1, v2), id_a, id_b)
 }
 
 /// `s2 = SHA-256(r2)`.
@@ -230,6 +247,20 @@ mod tests {
         assert_ne!(
             base,
             agreement(&[1; 32], &jpy(300), &None, &[3; 32], &[2; 32])
+        );
+    }
+
+    #[test]
+    fn the_agreement_is_the_commitment_and_the_two_cards() {
+        let c = values_commitment(&[1; 32], &jpy(300), &None);
+        assert_eq!(
+            agreement(&[1; 32], &jpy(300), &None, &[2; 32], &[3; 32]),
+            agreement_of(&c, &[2; 32], &[3; 32])
+        );
+        assert_ne!(c, values_commitment(&[1; 32], &None, &jpy(300)));
+        assert_ne!(
+            agreement_of(&c, &[2; 32], &[3; 32]),
+            agreement_of(&c, &[2; 32], &[4; 32])
         );
     }
 

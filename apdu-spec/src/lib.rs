@@ -3,13 +3,16 @@
 //! The card, the terminal, `SPEC.md` and the conformance vectors all take their bytes from
 //! here: nothing else re-types an INS byte, a tag or a status word.
 
+pub mod anchor;
 pub mod apdu;
 pub mod atr;
 pub mod auth;
+pub mod blocklist;
 pub mod cert;
 pub mod commands;
 pub mod domain;
 pub mod exchange;
+pub mod maker;
 pub mod objects;
 pub mod status;
 pub mod tlv;

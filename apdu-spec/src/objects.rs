@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::anchor::{Anchor, AnchorRole};
 use crate::commands::LifeCycle;
 use crate::tlv::{self, Tlv, TlvError};
 use crate::units::InFlight;
@@ -25,6 +26,10 @@ pub mod tag {
     pub const ARBITER_KEY: u16 = 0xC8;
     /// The PIN: in PERSONALIZE only, never readable.
     pub const PIN: u16 = 0xC9;
+    /// The scheme root's public key, compressed SEC1, installed at manufacture.
+    pub const ROOT_KEY: u16 = crate::maker::ROOT_KEY;
+    /// The maker's certificate over the card's attestation key (`7F23`), from manufacture.
+    pub const MAKER_CERTIFICATE: u16 = 0xC6;
     /// Counters: load, unload, PIN tries left.
     pub const COUNTERS: u16 = 0xE5;
     /// The value store: assets and tickets.
@@ -36,6 +41,7 @@ pub mod tag {
     pub const LOAD_COUNTER: u16 = 0x81;
     pub const UNLOAD_COUNTER: u16 = 0x82;
     pub const PIN_TRIES: u16 = 0x83;
+    pub const BLOCK_LIST_VERSION: u16 = 0x84;
 
     /// Inside VALUES: one fungible asset, one ticket.
     pub const ASSET: u16 = 0xE1;
@@ -64,6 +70,8 @@ pub const READABLE: &[u16] = &[
     tag::CARD_ID,
     tag::CERTIFICATE,
     tag::LIFE_CYCLE,
+    tag::ROOT_KEY,
+    tag::MAKER_CERTIFICATE,
     tag::ISSUER_KEY,
     tag::ARBITER_KEY,
     tag::COUNTERS,
@@ -81,6 +89,8 @@ pub struct Counters {
     pub unload: u32,
     /// PIN tries left (0 when no PIN is installed).
     pub pin_tries: u8,
+    /// The version of the issuer's block list the card holds (0: none yet).
+    pub block_list: u32,
 }
 
 impl Counters {
@@ -91,6 +101,7 @@ impl Counters {
                 tlv::primitive(tag::LOAD_COUNTER, self.load.to_be_bytes()),
                 tlv::primitive(tag::UNLOAD_COUNTER, self.unload.to_be_bytes()),
                 tlv::primitive(tag::PIN_TRIES, [self.pin_tries]),
+                tlv::primitive(tag::BLOCK_LIST_VERSION, self.block_list.to_be_bytes()),
             ],
         )
     }
@@ -100,6 +111,7 @@ impl Counters {
             load: u32::from_be_bytes(tlv::require_array(children, tag::LOAD_COUNTER)?),
             unload: u32::from_be_bytes(tlv::require_array(children, tag::UNLOAD_COUNTER)?),
             pin_tries: tlv::require_array::<1>(children, tag::PIN_TRIES)?[0],
+            block_list: u32::from_be_bytes(tlv::require_array(children, tag::BLOCK_LIST_VERSION)?),
         })
     }
 }
@@ -225,6 +237,9 @@ impl Values {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CardInfo {
     pub life_cycle: LifeCycle,
+    /// From manufacture: the scheme root's key and the maker's certificate.
+    pub root_key: Option<Vec<u8>>,
+    pub maker_certificate: Option<Vec<u8>>,
     pub public_key: Option<Vec<u8>>,
     pub card_id: Option<[u8; 32]>,
     pub certificate: Option<Vec<u8>>,
@@ -241,6 +256,8 @@ impl CardInfo {
     pub fn to_tlv(&self) -> Tlv {
         let mut objects = vec![tlv::primitive(tag::LIFE_CYCLE, [self.life_cycle as u8])];
         let optional = [
+            (tag::ROOT_KEY, self.root_key.clone()),
+            (tag::MAKER_CERTIFICATE, self.maker_certificate.clone()),
             (tag::PUBLIC_KEY, self.public_key.clone()),
             (tag::CARD_ID, self.card_id.map(|id| id.to_vec())),
             (tag::CERTIFICATE, self.certificate.clone()),
@@ -265,6 +282,8 @@ impl CardInfo {
         let life = tlv::require_array::<1>(objects, tag::LIFE_CYCLE)?[0];
         Ok(CardInfo {
             life_cycle: LifeCycle::from_byte(life).ok_or(TlvError::Malformed)?,
+            root_key: tlv::find(objects, tag::ROOT_KEY).map(<[u8]>::to_vec),
+            maker_certificate: tlv::find(objects, tag::MAKER_CERTIFICATE).map(<[u8]>::to_vec),
             public_key: tlv::find(objects, tag::PUBLIC_KEY).map(<[u8]>::to_vec),
             card_id: match tlv::find(objects, tag::CARD_ID) {
                 Some(id) => Some(id.try_into().map_err(|_| TlvError::Length(tag::CARD_ID))?),
@@ -292,11 +311,14 @@ impl CardInfo {
     }
 }
 
-/// The body of PERSONALIZE.
+/// The body of PERSONALIZE: `7F22 issuer anchor, 7F22 arbiter anchor, C3 certificate,
+/// C9 PIN`. The anchors are the scheme root's signatures over the issuer and arbiter keys
+/// (`anchor`); the card installs the keys only if they verify under the root key it got at
+/// manufacture.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Personalization {
-    pub issuer_key: Vec<u8>,
-    pub arbiter_key: Vec<u8>,
+    pub issuer: Anchor,
+    pub arbiter: Anchor,
     pub certificate: Vec<u8>,
     pub pin: Vec<u8>,
 }
@@ -304,18 +326,37 @@ pub struct Personalization {
 impl Personalization {
     pub fn encode(&self) -> Vec<u8> {
         tlv::encode_all(&[
-            tlv::primitive(tag::ISSUER_KEY, self.issuer_key.clone()),
-            tlv::primitive(tag::ARBITER_KEY, self.arbiter_key.clone()),
+            self.issuer.to_tlv(),
+            self.arbiter.to_tlv(),
             tlv::primitive(tag::CERTIFICATE, self.certificate.clone()),
             tlv::primitive(tag::PIN, self.pin.clone()),
         ])
     }
 
+    /// Exactly the four objects, the anchors in either order (told apart by their role).
     pub fn decode(bytes: &[u8]) -> Result<Self, TlvError> {
         let objects = tlv::parse_all(bytes)?;
+        if objects.len() != 4 {
+            return Err(TlvError::Malformed);
+        }
+        let mut issuer = None;
+        let mut arbiter = None;
+        for object in objects
+            .iter()
+            .filter(|o| tlv::tag_number(o) == crate::anchor::TEMPLATE)
+        {
+            let anchor = Anchor::from_tlv(object).map_err(|_| TlvError::Malformed)?;
+            let slot = match anchor.role {
+                AnchorRole::Issuer => &mut issuer,
+                AnchorRole::Arbiter => &mut arbiter,
+            };
+            if slot.replace(anchor).is_some() {
+                return Err(TlvError::Malformed);
+            }
+        }
         Ok(Personalization {
-            issuer_key: tlv::require(&objects, tag::ISSUER_KEY)?.to_vec(),
-            arbiter_key: tlv::require(&objects, tag::ARBITER_KEY)?.to_vec(),
+            issuer: issuer.ok_or(TlvError::Missing(crate::anchor::TEMPLATE))?,
+            arbiter: arbiter.ok_or(TlvError::Missing(crate::anchor::TEMPLATE))?,
             certificate: tlv::require(&objects, tag::CERTIFICATE)?.to_vec(),
             pin: tlv::require(&objects, tag::PIN)?.to_vec(),
         })
@@ -371,6 +412,8 @@ mod tests {
     fn card_info_round_trips() {
         let info = CardInfo {
             life_cycle: LifeCycle::Active,
+            root_key: Some(vec![3; 33]),
+            maker_certificate: Some(vec![0x7F, 0x23, 0x00]),
             public_key: Some(vec![2; 33]),
             card_id: Some([7; 32]),
             certificate: Some(vec![1, 2, 3]),
@@ -380,6 +423,7 @@ mod tests {
                 load: 4,
                 unload: 5,
                 pin_tries: 3,
+                block_list: 6,
             },
             values: Values {
                 assets: vec![AssetBalance {

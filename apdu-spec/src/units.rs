@@ -8,7 +8,7 @@
 //! | message | template | signed by | domain |
 //! |---|---|---|---|
 //! | load request | `E7 { C2 card id, 86 counter, E1 or E2 value }` | card | `valuecard/load-request/v1` |
-//! | load authorisation | the load request's bytes | issuer | `valuecard/load-auth/v1` |
+//! | load authorisation | the load request's bytes, then the block list's version (4 bytes) | issuer | `valuecard/load-auth/v2` |
 //! | load cancellation | the load request's bytes | card | `valuecard/load-cancel/v1` |
 //! | cancellation acknowledgement | the load request's bytes | issuer | `valuecard/load-cancel-ack/v1` |
 //! | unload receipt | `E8 { C2 card id, 86 counter, E1 value }` | card | `valuecard/unload/v1` |
@@ -71,7 +71,8 @@ pub mod ack_kind {
 /// Domain tags of this module's signatures.
 pub mod domains {
     pub const LOAD_REQUEST: &str = "valuecard/load-request/v1";
-    pub const LOAD_AUTH: &str = "valuecard/load-auth/v1";
+    /// Version 2 covers the block list's version after the request (`authorised`).
+    pub const LOAD_AUTH: &str = "valuecard/load-auth/v2";
     pub const LOAD_CANCEL: &str = "valuecard/load-cancel/v1";
     pub const LOAD_CANCEL_ACK: &str = "valuecard/load-cancel-ack/v1";
     pub const UNLOAD: &str = "valuecard/unload/v1";
@@ -481,12 +482,21 @@ impl InFlight {
     }
 }
 
-/// The body of LOAD APPLY: the issuer's authorisation and, for a ticket, the ticket's
-/// signature: `9E authorisation [85 ticket signature]`.
+/// What a load authorisation signs: the request's bytes exactly as the card signed them,
+/// then the version of the issuer's block list that travels with it, 4 bytes big-endian. A
+/// terminal that withholds the list, or swaps in an older one, holds an authorisation that
+/// does not verify.
+pub fn authorised(request: &[u8], block_list_version: u32) -> Vec<u8> {
+    [request, &block_list_version.to_be_bytes()].concat()
+}
+
+/// The body of LOAD APPLY: the issuer's authorisation, for a ticket the ticket's signature,
+/// and the issuer's block list: `9E authorisation [85 ticket signature] F1 block list`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadApply {
     pub authorisation: [u8; SIGNATURE_LEN],
     pub ticket_signature: Option<[u8; SIGNATURE_LEN]>,
+    pub block_list: crate::blocklist::BlockList,
 }
 
 impl LoadApply {
@@ -495,16 +505,23 @@ impl LoadApply {
         if let Some(t) = self.ticket_signature {
             objects.push(tlv::primitive(ISSUER_SIGNATURE, t));
         }
+        objects.push(self.block_list.to_tlv());
         tlv::encode_all(&objects)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, UnitError> {
         let objects = tlv::parse_all(bytes)?;
-        let expected = 1 + usize::from(tlv::find(&objects, ISSUER_SIGNATURE).is_some());
+        let expected = 2 + usize::from(tlv::find(&objects, ISSUER_SIGNATURE).is_some());
         exact_fields(&objects, expected)?;
+        let list = objects
+            .iter()
+            .find(|o| tlv::tag_number(o) == crate::blocklist::TEMPLATE)
+            .ok_or(TlvError::Missing(crate::blocklist::TEMPLATE))?;
         Ok(LoadApply {
             authorisation: tlv::require_array(&objects, tag::SIGNATURE)?,
             ticket_signature: tlv::find_array(&objects, ISSUER_SIGNATURE)?,
+            block_list: crate::blocklist::BlockList::from_tlv(list)
+                .map_err(|_| TlvError::Malformed)?,
         })
     }
 }
@@ -713,17 +730,28 @@ mod tests {
 
     #[test]
     fn bodies_round_trip() {
+        let issuer = SigningKey::from_slice(&[0x11; 32]).expect("a scalar");
+        let block_list = crate::blocklist::BlockList::sign(
+            &issuer,
+            2,
+            &[crate::blocklist::BlockEntry::Card([3; 32])],
+        );
         let apply = LoadApply {
             authorisation: [1; 64],
             ticket_signature: Some([2; 64]),
+            block_list: block_list.clone(),
         };
         assert_eq!(LoadApply::decode(&apply.encode()), Ok(apply));
         let plain = LoadApply {
             authorisation: [1; 64],
             ticket_signature: None,
+            block_list,
         };
-        assert_eq!(LoadApply::decode(&plain.encode()), Ok(plain));
+        assert_eq!(LoadApply::decode(&plain.encode()), Ok(plain.clone()));
         assert!(LoadApply::decode(&[0x9E, 0x01, 0x00]).is_err());
+        let without_list = tlv::primitive(tag::SIGNATURE, [1; 64]).to_vec();
+        assert!(LoadApply::decode(&without_list).is_err());
+        assert_eq!(authorised(b"E7", 0x0102_0304), b"E7\x01\x02\x03\x04");
         let ack = Acknowledgement {
             counter: 7,
             signature: [3; 64],

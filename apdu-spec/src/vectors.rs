@@ -3,13 +3,17 @@
 //! transport; see `SPEC.md`, "Conformance vectors", for the format.
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
 
 use p256::ecdsa::SigningKey;
 use serde::Deserialize;
 
+use crate::anchor::{Anchor, AnchorRole};
 use crate::apdu::Response;
+use crate::blocklist::{BlockEntry, BlockList};
 use crate::commands::LifeCycle;
 use crate::exchange::{self, Outcome};
+use crate::maker::{MakerCertificate, Manufacture};
 use crate::objects::Personalization;
 use crate::units::{self, SignedMessage, UnitMessage};
 use crate::{cert, status, tlv};
@@ -34,6 +38,7 @@ pub const FILES: &[(&str, &str)] = &[
         "internal-authenticate.toml",
         include_str!("../vectors/internal-authenticate.toml"),
     ),
+    ("attest.toml", include_str!("../vectors/attest.toml")),
     ("units.toml", include_str!("../vectors/units.toml")),
     ("exchange.toml", include_str!("../vectors/exchange.toml")),
 ];
@@ -45,9 +50,18 @@ pub const TEST_PIN: &[u8] = b"123456";
 const TEST_ISSUER_SECRET: [u8; 32] = [0x11; 32];
 const TEST_ARBITER_SECRET: [u8; 32] = [0x22; 32];
 const TEST_OTHER_ISSUER_SECRET: [u8; 32] = [0x33; 32];
+/// The scheme root whose anchors the preconditions' PERSONALIZE carries, the card maker, and
+/// the attestation key of the card under test: TEST RESET's manufacture record installs them
+/// (`MANUFACTURE`).
+const TEST_ROOT_SECRET: [u8; 32] = [0x44; 32];
+const TEST_MAKER_SECRET: [u8; 32] = [0x55; 32];
+const TEST_ATTESTATION_SECRET: [u8; 32] = [0x57; 32];
 /// The key of the *peer*: a card simulated by the vectors, the other side of an exchange
 /// with the card under test. Its certificate is the test issuer's.
 const TEST_PEER_SECRET: [u8; 32] = [0x66; 32];
+/// A second card maker, which made no card of the vectors: a certificate of the peer can
+/// name it, and a block list can block it.
+const TEST_OTHER_MAKER_SECRET: [u8; 32] = [0x56; 32];
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +139,8 @@ pub struct Step {
     pub auth_signature: Option<AuthSignature>,
     /// The data must be a signed units message (see [`crate::units`]).
     pub signed: Option<Signed>,
+    /// The data must be an ATTEST answer that verifies (see [`crate::maker`]).
+    pub attestation: Option<AttestationCheck>,
     /// The data must hold these exchange signatures of a card over `a ‖ s2` (see
     /// [`crate::exchange`]). Checked after this step's captures, so they may name them.
     #[serde(default)]
@@ -150,6 +166,20 @@ pub struct SessionSignature {
     pub a: String,
     /// s2, as a hex template.
     pub s2: String,
+}
+
+/// An expected ATTEST answer: an `E9` attestation whose maker certificate verifies under
+/// `maker` and whose signature verifies over `key ‖ challenge` (`maker::Attestation::verify`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationCheck {
+    /// The maker's public key, compressed SEC1, as a hex template: usually
+    /// `${MAKER_PUBLIC_KEY}`.
+    pub maker: String,
+    /// The card's public key it vouches for, as a hex template: usually `${PUBLIC_KEY}`.
+    pub key: String,
+    /// The challenge the command sent, as a hex template.
+    pub challenge: String,
 }
 
 /// An expected INTERNAL AUTHENTICATE answer: a signature over `challenge` that verifies
@@ -215,7 +245,8 @@ pub fn session_domain(name: &str) -> Option<&'static str> {
 fn short_domain(domains: &[&'static str], name: &str) -> Option<&'static str> {
     domains.iter().copied().find(|d| {
         d.strip_prefix("valuecard/")
-            .and_then(|d| d.strip_suffix("/v1"))
+            .and_then(|d| d.rsplit_once("/v"))
+            .map(|(short, _)| short)
             == Some(name)
     })
 }
@@ -241,50 +272,196 @@ pub fn initial_vars() -> Vars {
     vars
 }
 
+/// A test key. Each is made once: making a P-256 signing key costs a scalar
+/// multiplication, and the property tests expand templates hundreds of thousands of times.
 fn test_key(secret: &[u8; 32]) -> SigningKey {
-    SigningKey::from_slice(secret)
-        .unwrap_or_else(|_| panic!("test key constants are valid scalars"))
+    type Cache = Mutex<Vec<([u8; 32], SigningKey)>>;
+    static KEYS: OnceLock<Cache> = OnceLock::new();
+    let make = || {
+        SigningKey::from_slice(secret)
+            .unwrap_or_else(|_| panic!("test key constants are valid scalars"))
+    };
+    let Ok(mut keys) = KEYS.get_or_init(Cache::default).lock() else {
+        return make();
+    };
+    if let Some((_, key)) = keys.iter().find(|(s, _)| s == secret) {
+        return key.clone();
+    }
+    let key = make();
+    keys.push((*secret, key.clone()));
+    key
 }
 
-/// Variables computed from the test keys: the peer's (`PEER_...`), and for the card whose
-/// public key is bound to `PUBLIC_KEY`, its certificate and the PERSONALIZE bodies.
+/// The maker id of the second test maker.
+fn other_maker_id() -> [u8; 32] {
+    crate::maker::maker_id(test_key(&TEST_OTHER_MAKER_SECRET).verifying_key())
+}
+
+/// Variables computed from the test keys: the manufacture record, the anchors, the block
+/// lists, the peer's (`PEER_...`), and for the card whose public key is bound to
+/// `PUBLIC_KEY`, its certificate and the PERSONALIZE bodies.
 fn derived(name: &str, vars: &Vars) -> Option<Vec<u8>> {
+    // Those that depend on no variable are the same every time (ECDSA here is
+    // deterministic): made once.
+    type Cache = Mutex<BTreeMap<String, Vec<u8>>>;
+    static FIXED: OnceLock<Cache> = OnceLock::new();
+    let cache = FIXED.get_or_init(Cache::default);
+    if let Some(value) = cache.lock().ok().and_then(|c| c.get(name).cloned()) {
+        return Some(value);
+    }
+    if let Some(value) = fixed(name) {
+        if let Ok(mut c) = cache.lock() {
+            c.insert(name.to_string(), value.clone());
+        }
+        return Some(value);
+    }
+    for_card(name, vars)
+}
+
+/// The derived variables that depend on no other variable.
+fn fixed(name: &str) -> Option<Vec<u8>> {
     let issuer = test_key(&TEST_ISSUER_SECRET);
     let arbiter = test_key(&TEST_ARBITER_SECRET);
+    let root = test_key(&TEST_ROOT_SECRET);
+    let maker = test_key(&TEST_MAKER_SECRET);
+    let maker_id = crate::maker::maker_id(maker.verifying_key());
     let peer = test_key(&TEST_PEER_SECRET);
-    let peer_certificate =
-        |signer: &SigningKey| cert::Certificate::issue(signer, peer.verifying_key(), 0, u64::MAX);
+    let peer_certificate = |signer: &SigningKey| {
+        cert::Certificate::issue(signer, peer.verifying_key(), maker_id, 0, u64::MAX)
+    };
+    let anchor = |role, key: &SigningKey| Anchor::issue(&root, role, key.verifying_key());
     match name {
+        "MANUFACTURE" => {
+            let made = Manufacture::make(
+                &maker,
+                root.verifying_key(),
+                &test_key(&TEST_ATTESTATION_SECRET),
+            );
+            return Some(made.encode());
+        }
+        "ROOT_KEY" => return Some(cert::encode_public_key(root.verifying_key()).to_vec()),
+        "MAKER_ID" => return Some(maker_id.to_vec()),
+        "MAKER_PUBLIC_KEY" => return Some(cert::encode_public_key(maker.verifying_key()).to_vec()),
+        "MAKER_CERT" => {
+            let attestation = test_key(&TEST_ATTESTATION_SECRET);
+            return Some(MakerCertificate::issue(&maker, attestation.verifying_key()).encode());
+        }
+        "ISSUER_ANCHOR" => return Some(anchor(AnchorRole::Issuer, &issuer).encode()),
+        "ARBITER_ANCHOR" => return Some(anchor(AnchorRole::Arbiter, &arbiter).encode()),
+        "BLOCK_LIST" => return Some(BlockList::sign(&issuer, 1, &[]).encode()),
+        "BLOCK_LIST_PEER" => {
+            let peer_id = peer_certificate(&issuer).card_id;
+            return Some(BlockList::sign(&issuer, 2, &[BlockEntry::Card(peer_id)]).encode());
+        }
+        "BLOCK_LIST_MAKER" => {
+            return Some(BlockList::sign(&issuer, 3, &[BlockEntry::Maker(maker_id)]).encode());
+        }
+        "BLOCK_LIST_FOREIGN" => {
+            return Some(BlockList::sign(&test_key(&TEST_OTHER_ISSUER_SECRET), 4, &[]).encode());
+        }
         "PEER_PUBLIC_KEY" => return Some(cert::encode_public_key(peer.verifying_key()).to_vec()),
         "PEER_ID" => return Some(peer_certificate(&issuer).card_id.to_vec()),
         "PEER_CERT" => return Some(peer_certificate(&issuer).encode()),
         "PEER_CERT_FOREIGN" => {
             return Some(peer_certificate(&test_key(&TEST_OTHER_ISSUER_SECRET)).encode());
         }
+        "OTHER_MAKER_ID" => return Some(other_maker_id().to_vec()),
+        // The peer's certificate by the test issuer, naming the other maker.
+        "PEER_CERT_OTHER_MAKER" => {
+            let c = cert::Certificate::issue(
+                &issuer,
+                peer.verifying_key(),
+                other_maker_id(),
+                0,
+                u64::MAX,
+            );
+            return Some(c.encode());
+        }
+        "BLOCK_LIST_OTHER_MAKER" => {
+            let entries = [BlockEntry::Maker(other_maker_id())];
+            return Some(BlockList::sign(&issuer, 6, &entries).encode());
+        }
         _ => {}
     }
+    None
+}
+
+/// The derived variables of the card whose public key is bound to `PUBLIC_KEY`: its
+/// certificate, the block list that names it, and the PERSONALIZE bodies.
+fn for_card(name: &str, vars: &Vars) -> Option<Vec<u8>> {
+    let issuer = test_key(&TEST_ISSUER_SECRET);
+    let arbiter = test_key(&TEST_ARBITER_SECRET);
+    let root = test_key(&TEST_ROOT_SECRET);
+    let maker_id = crate::maker::maker_id(test_key(&TEST_MAKER_SECRET).verifying_key());
+    let peer = test_key(&TEST_PEER_SECRET);
+    let peer_certificate = |signer: &SigningKey| {
+        cert::Certificate::issue(signer, peer.verifying_key(), maker_id, 0, u64::MAX)
+    };
+    let anchor = |role, key: &SigningKey| Anchor::issue(&root, role, key.verifying_key());
     let card_key = cert::decode_public_key(vars.get("PUBLIC_KEY")?)?;
+    let certificate = |signer: &SigningKey| {
+        cert::Certificate::issue(signer, &card_key, maker_id, 0, u64::MAX).encode()
+    };
     if name == "CERT" {
         // The certificate PERSONALIZATION installs: ECDSA here is deterministic.
-        return Some(cert::Certificate::issue(&issuer, &card_key, 0, u64::MAX).encode());
+        return Some(certificate(&issuer));
     }
-    let (signer, pin): (SigningKey, &[u8]) = match name {
-        "PERSONALIZATION" => (issuer.clone(), TEST_PIN),
-        // Signed by an issuer other than the one the body installs.
-        "PERSONALIZATION_FOREIGN_CERT" => (test_key(&TEST_OTHER_ISSUER_SECRET), TEST_PIN),
-        "PERSONALIZATION_BAD_PIN" => (issuer.clone(), b"12ab"),
-        _ => return None,
-    };
-    let certificate = cert::Certificate::issue(&signer, &card_key, 0, u64::MAX).encode();
-    Some(
+    if name == "BLOCK_LIST_SELF" {
+        let id = crate::card_id(&cert::encode_public_key(&card_key));
+        return Some(BlockList::sign(&issuer, 5, &[BlockEntry::Card(id)]).encode());
+    }
+    let other = test_key(&TEST_OTHER_ISSUER_SECRET);
+    let body = |issuer_anchor: Anchor, arbiter_anchor: Anchor, certificate, pin: &[u8]| {
         Personalization {
-            issuer_key: cert::encode_public_key(issuer.verifying_key()).to_vec(),
-            arbiter_key: cert::encode_public_key(arbiter.verifying_key()).to_vec(),
+            issuer: issuer_anchor,
+            arbiter: arbiter_anchor,
             certificate,
             pin: pin.to_vec(),
         }
-        .encode(),
-    )
+        .encode()
+    };
+    let (issuer_anchor, arbiter_anchor) = (
+        anchor(AnchorRole::Issuer, &issuer),
+        anchor(AnchorRole::Arbiter, &arbiter),
+    );
+    Some(match name {
+        "PERSONALIZATION" => body(
+            issuer_anchor,
+            arbiter_anchor,
+            certificate(&issuer),
+            TEST_PIN,
+        ),
+        // The certificate is signed by an issuer other than the one the body installs.
+        "PERSONALIZATION_FOREIGN_CERT" => {
+            body(issuer_anchor, arbiter_anchor, certificate(&other), TEST_PIN)
+        }
+        "PERSONALIZATION_BAD_PIN" => {
+            body(issuer_anchor, arbiter_anchor, certificate(&issuer), b"12ab")
+        }
+        // A terminal's own issuer key, anchored by a root that is not the card's, with a
+        // certificate by that key.
+        "PERSONALIZATION_OWN_ISSUER" => body(
+            Anchor::issue(&other, AnchorRole::Issuer, other.verifying_key()),
+            arbiter_anchor,
+            certificate(&other),
+            TEST_PIN,
+        ),
+        // A terminal's own arbiter key, anchored by a root that is not the card's.
+        "PERSONALIZATION_OWN_ARBITER" => body(
+            issuer_anchor,
+            Anchor::issue(&other, AnchorRole::Arbiter, other.verifying_key()),
+            certificate(&issuer),
+            TEST_PIN,
+        ),
+        // The certificate of another card (the peer), by the right issuer.
+        "PERSONALIZATION_OTHER_CARD" => body(
+            issuer_anchor,
+            arbiter_anchor,
+            peer_certificate(&issuer).encode(),
+            TEST_PIN,
+        ),
+        _ => return None,
+    })
 }
 
 /// Looks a variable up, computing the derived ones.
@@ -315,6 +492,18 @@ pub fn expand(template: &str, vars: &Vars) -> Result<Vec<u8>, String> {
 }
 
 fn expand_expr(expr: &str, vars: &Vars) -> Result<Vec<u8>, String> {
+    if let Some(spec) = expr.strip_prefix("load_auth:") {
+        let [request, list] = parts(spec, expr)?;
+        let list = BlockList::decode(&expand_expr(list, vars)?)
+            .map_err(|e| format!("{list} in {expr} is not a block list: {e}"))?;
+        let message = units::authorised(&expand_expr(request, vars)?, list.version);
+        return Ok(units::sign(
+            &test_key(&TEST_ISSUER_SECRET),
+            units::domains::LOAD_AUTH,
+            &message,
+        )
+        .to_vec());
+    }
     for (prefix, secret) in [
         ("issuer_sign:", &TEST_ISSUER_SECRET),
         ("other_issuer_sign:", &TEST_OTHER_ISSUER_SECRET),
@@ -379,6 +568,19 @@ fn expand_expr(expr: &str, vars: &Vars) -> Result<Vec<u8>, String> {
             &value(v2)?,
             &array32(id_a, vars, expr)?,
             &array32(id_b, vars, expr)?,
+        )
+        .to_vec());
+    }
+    if let Some(spec) = expr.strip_prefix("values_commitment:") {
+        let [s1, v1, v2] = parts(spec, expr)?;
+        let value = |part: &str| {
+            exchange::decode_value(&expand_expr(part, vars)?)
+                .map_err(|e| format!("{part} in {expr} is not a value object: {e}"))
+        };
+        return Ok(exchange::values_commitment(
+            &array32(s1, vars, expr)?,
+            &value(v1)?,
+            &value(v2)?,
         )
         .to_vec());
     }
@@ -538,6 +740,9 @@ impl Step {
         if let Some(expected) = &self.signed {
             check_signed(expected, &response.data, vars).map_err(|e| format!("{e}, {got}"))?;
         }
+        if let Some(expected) = &self.attestation {
+            check_attestation(expected, &response.data, vars).map_err(|e| format!("{e}, {got}"))?;
+        }
         // Sources read from the answer first; then `expr:` ones, which may use them.
         let (computed, read): (Vec<_>, Vec<_>) = self
             .capture
@@ -617,6 +822,30 @@ fn check_session_signature(
     Ok(())
 }
 
+fn check_attestation(expected: &AttestationCheck, data: &[u8], vars: &Vars) -> Result<(), String> {
+    let point = |what: &str, template: &str| -> Result<p256::ecdsa::VerifyingKey, String> {
+        let bytes = expand(template, vars)?;
+        cert::decode_public_key(&bytes).ok_or_else(|| {
+            format!(
+                "attestation: the {what} {} is not a compressed P-256 point",
+                hex::encode_upper(&bytes)
+            )
+        })
+    };
+    let maker = point("maker key", &expected.maker)?;
+    point("card key", &expected.key)?;
+    let key: [u8; 33] = expand(&expected.key, vars)?
+        .try_into()
+        .map_err(|_| "attestation: the card key is not 33 bytes")?;
+    let challenge = expand(&expected.challenge, vars)?;
+    let attestation = crate::maker::Attestation::decode(data)
+        .map_err(|e| format!("data is not an E9 attestation: {e}"))?;
+    attestation
+        .verify(&maker, &key, &challenge)
+        .map(|_| ())
+        .map_err(|e| format!("the attestation does not verify: {e}"))
+}
+
 fn check_signed(expected: &Signed, data: &[u8], vars: &Vars) -> Result<(), String> {
     let wrapper = u16::from_str_radix(&expected.wrapper, 16)
         .map_err(|_| format!("signed: bad wrapper tag {:?}", expected.wrapper))?;
@@ -670,7 +899,7 @@ fn command(send: &str, sw: &str) -> Step {
 /// the card must allow it (the emulator's `--test-mode`).
 pub fn setup(given: Given) -> Vec<Step> {
     let mut steps = vec![
-        command("80 7E 00 00", "9000"),
+        command("80 7E 00 00 ${lc:MANUFACTURE} ${MANUFACTURE}", "9000"),
         command("00 A4 04 0C ${lc:AID} ${AID}", "9000"),
     ];
     if matches!(given, Given::Keyed | Given::Active) {
@@ -685,7 +914,7 @@ pub fn setup(given: Given) -> Vec<Step> {
     }
     if given == Given::Active {
         steps.push(command(
-            "80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}",
+            "80 50 00 00 ${lc3:PERSONALIZATION} ${PERSONALIZATION}",
             "9000",
         ));
     }
@@ -1025,6 +1254,81 @@ mod tests {
         );
         assert_eq!(session_domain("resolve"), Some(exchange::domains::RESOLVE));
         assert_eq!(session_domain("verdict"), None);
+    }
+
+    #[test]
+    fn attestations_commitments_and_the_other_maker_in_templates() {
+        let card = test_key(&[0x44; 32]);
+        let mut vars = initial_vars();
+        vars.insert(
+            "PUBLIC_KEY".into(),
+            cert::encode_public_key(card.verifying_key()).to_vec(),
+        );
+        let made =
+            Manufacture::decode(&lookup("MANUFACTURE", &vars).expect("derived")).expect("a record");
+        let attestation_key = SigningKey::from_slice(&made.attestation_secret).expect("a key");
+        let own: [u8; 33] = cert::encode_public_key(card.verifying_key());
+        let answer = |key: &[u8; 33], challenge: &[u8]| Response {
+            data: crate::maker::Attestation::sign(
+                &attestation_key,
+                made.certificate.clone(),
+                key,
+                challenge,
+            )
+            .encode(),
+            sw: 0x9000,
+        };
+        let step = Step {
+            sw: Some("9000".into()),
+            attestation: Some(AttestationCheck {
+                maker: "${MAKER_PUBLIC_KEY}".into(),
+                key: "${PUBLIC_KEY}".into(),
+                challenge: "${fill:16:A5}".into(),
+            }),
+            ..Step::default()
+        };
+        assert_eq!(step.check(&answer(&own, &[0xA5; 16]), &mut vars), Ok(()));
+        assert!(step.check(&answer(&own, &[0xA5; 17]), &mut vars).is_err());
+        let other = cert::encode_public_key(test_key(&[0x45; 32]).verifying_key());
+        assert!(step.check(&answer(&other, &[0xA5; 16]), &mut vars).is_err());
+        let mut by_other_maker = step.clone();
+        if let Some(a) = by_other_maker.attestation.as_mut() {
+            a.maker = hex::encode(cert::encode_public_key(
+                test_key(&TEST_OTHER_MAKER_SECRET).verifying_key(),
+            ));
+        }
+        assert!(
+            by_other_maker
+                .check(&answer(&own, &[0xA5; 16]), &mut vars)
+                .is_err()
+        );
+        assert_eq!(
+            lookup("MAKER_CERT", &vars),
+            Some(made.certificate.encode()),
+            "the record's certificate"
+        );
+
+        vars.insert("S1".into(), vec![1; 32]);
+        vars.insert("V1".into(), vec![0xE0, 0x00]);
+        vars.insert("V2".into(), vec![0xE0, 0x00]);
+        assert_eq!(
+            expand("${values_commitment:S1:V1:V2}", &vars),
+            Ok(exchange::values_commitment(&[1; 32], &None, &None).to_vec())
+        );
+        assert!(expand("${values_commitment:S1:V1}", &vars).is_err());
+
+        let issuer = test_key(&TEST_ISSUER_SECRET);
+        let list = BlockList::decode(&lookup("BLOCK_LIST_OTHER_MAKER", &vars).expect("derived"))
+            .expect("a list");
+        assert_eq!(list.verify(issuer.verifying_key()), Ok(()));
+        let peer =
+            cert::Certificate::decode(&lookup("PEER_CERT_OTHER_MAKER", &vars).expect("derived"))
+                .expect("a certificate");
+        assert!(list.blocks(&peer));
+        let usual = cert::Certificate::decode(&lookup("PEER_CERT", &vars).expect("derived"))
+            .expect("a certificate");
+        assert!(!list.blocks(&usual));
+        assert_eq!(peer.card_id, usual.card_id);
     }
 
     #[test]

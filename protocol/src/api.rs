@@ -111,8 +111,8 @@ pub struct WithdrawAnswer {
 
 // ---- center --------------------------------------------------------------------------
 
-/// `GET /center/v1/info`: the keys a card is personalised with, and the bank the center
-/// trusts.
+/// `GET /center/v1/info`: the keys a card is personalised with (each under the scheme
+/// root's signature), the bank the center trusts, and the card makers it registers cards of.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CenterInfo {
     #[serde(with = "hex")]
@@ -121,11 +121,32 @@ pub struct CenterInfo {
     #[serde(with = "hex")]
     #[schema(value_type = String)]
     pub arbiter_public_key: [u8; 33],
+    /// The scheme root's key, which cards receive at manufacture.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub root_public_key: [u8; 33],
+    /// The root's anchor over the issuer key (`7F22`, apdu-spec `anchor`), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub issuer_anchor: Vec<u8>,
+    /// The root's anchor over the arbiter key (`7F22`), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub arbiter_anchor: Vec<u8>,
     #[serde(with = "hex")]
     #[schema(value_type = String)]
     pub bank_public_key: [u8; 33],
+    /// The card makers whose attestations the center takes, by maker id (SHA-256 of the
+    /// maker's compressed public key), hex.
+    #[schema(value_type = Vec<String>)]
+    pub trusted_makers: Vec<HexId>,
     pub currency: String,
 }
+
+/// A 32-byte id (card id, maker id) as hex.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HexId(#[serde(with = "hex")] pub [u8; 32]);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -165,7 +186,10 @@ pub struct CardProof {
 }
 
 /// `POST /center/v1/cards`: register a card (open its unit account) and get what it is
-/// personalised with. A card already registered gets its certificate again.
+/// personalised with. The card proves that it holds the key (`proof`: INTERNAL AUTHENTICATE
+/// over a register challenge) and that a card maker the center trusts made the key inside it
+/// (`attestation`: ATTEST over the same challenge). A card already registered gets its
+/// certificate again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
@@ -174,6 +198,11 @@ pub struct RegisterRequest {
     #[schema(value_type = String)]
     pub public_key: [u8; 33],
     pub proof: CardProof,
+    /// ATTEST's answer over `proof.challenge`, exactly as the card gave it: `E9 { 7F23 maker
+    /// certificate, 9E attestation }` (apdu-spec `maker`), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub attestation: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -185,12 +214,14 @@ pub struct Registration {
     #[serde(with = "hex")]
     #[schema(value_type = String)]
     pub certificate: Vec<u8>,
+    /// The root's anchors over the issuer and the arbiter keys (`7F22`), hex: PERSONALIZE
+    /// carries them, and the card checks them against the root key it got at manufacture.
     #[serde(with = "hex")]
     #[schema(value_type = String)]
-    pub issuer_public_key: [u8; 33],
+    pub issuer_anchor: Vec<u8>,
     #[serde(with = "hex")]
     #[schema(value_type = String)]
-    pub arbiter_public_key: [u8; 33],
+    pub arbiter_anchor: Vec<u8>,
     /// True when the card was registered before this request.
     pub replayed: bool,
 }
@@ -299,7 +330,8 @@ pub struct LoadAuthorisation {
     pub counter: u32,
     #[schema(value_type = Object)]
     pub value: UnitValue,
-    /// The issuer's signature over the request (`valuecard/load-auth/v1`): the body of LOAD
+    /// The issuer's signature (`valuecard/load-auth/v2`) over the request and the version
+    /// of `block_list` (`apdu_spec::units::authorised`): with the list, the body of LOAD
     /// APPLY.
     #[serde(with = "hex")]
     #[schema(value_type = String)]
@@ -308,6 +340,10 @@ pub struct LoadAuthorisation {
     #[serde(default, with = "hex_opt", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub ticket_signature: Option<[u8; 64]>,
+    /// The issuer's block list whose version the authorisation covers: LOAD APPLY carries
+    /// it, and the card keeps it if it is newer than its own.
+    #[schema(value_type = Object)]
+    pub block_list: BlockList,
     /// True when this request had been authorised before: nothing more was debited.
     pub replayed: bool,
 }
@@ -486,11 +522,80 @@ pub struct CardLedger {
     pub tickets: Vec<IssuedTicket>,
 }
 
+// ---- revocation and the float ---------------------------------------------------------
+
+/// A blocked card (`{"kind": "card", "id": "..."}`) or card maker (`{"kind": "maker", "id":
+/// "..."}`), by its 32-byte id in hex.
+pub use apdu_spec::blocklist::{BlockEntry, BlockList};
+
+/// `POST /center/v1/blocks` (admin): block a card (lost, stolen, its key known to be
+/// extracted) or a card maker. Blocking is for good; the same block again changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRequest {
+    #[schema(value_type = Object)]
+    pub entry: BlockEntry,
+    /// Why, for the staff's records (1 to 200 characters); never shown to cards.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BlockAnswer {
+    #[schema(value_type = Object)]
+    pub entry: BlockEntry,
+    /// The block list after this block: relay it to the arbiter (`POST
+    /// /arbiter/v1/block-list`); cards get it at their next load.
+    #[schema(value_type = Object)]
+    pub block_list: BlockList,
+    /// True when the entry was blocked already.
+    pub replayed: bool,
+}
+
+/// `GET /center/v1/float` (admin): what cards hold in total, per asset (loads − refunds −
+/// unloads, never below zero), and the alarms raised by unloads that would have broken it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FloatReport {
+    pub floats: Vec<AssetFloat>,
+    pub alarms: Vec<FloatAlarm>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AssetFloat {
+    pub asset: String,
+    pub amount: u64,
+}
+
+/// An unload the center refused because it would have made the float negative: some card
+/// spent more than was loaded onto cards (a card key extracted and used to sign value).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FloatAlarm {
+    pub day: u64,
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub card_id: [u8; 32],
+    pub counter: u32,
+    pub asset: String,
+    /// What the receipt asked to unload.
+    pub amount: u64,
+    /// The float for the asset when it was refused.
+    pub float: u64,
+}
+
+/// `POST /arbiter/v1/block-list`: hand the arbiter the issuer's signed block list (anyone
+/// may relay it: the arbiter checks the issuer's signature and keeps the newest version).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BlockListStatus {
+    /// The version the arbiter holds now.
+    pub version: u32,
+    /// Whether this request brought a newer list.
+    pub updated: bool,
+}
+
 // ---- arbiter ---------------------------------------------------------------------------
 //
 // The arbiter decides exchanges that the cards could not finish between themselves
-// (PROTOCOLS.md, "Fair exchange: card to card"): one verdict per session, named by s2, once
-// and for all. The signatures and certificates travel exactly as the cards answered them
+// (PROTOCOLS.md, "Fair exchange: card to card"): one verdict per session, named by (a, s2),
+// once and for all. The signatures and certificates travel exactly as the cards answered them
 // (apdu-spec `exchange` and `cert`).
 
 /// A verdict's outcome: `"complete"` (A stores V2, B stores V1) or `"cancel"` (each card gets
@@ -508,8 +613,8 @@ fn outcome_schema() -> utoipa::openapi::Object {
         .build()
 }
 
-/// `GET /arbiter/v1/info`: the key that signs verdicts (cards are personalised with it), and
-/// the issuer whose card certificates the arbiter takes.
+/// `GET /arbiter/v1/info`: the key that signs verdicts (cards are personalised with it), the
+/// issuer whose card certificates the arbiter takes, and the block list version it holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ArbiterInfo {
     #[serde(with = "hex")]
@@ -518,11 +623,14 @@ pub struct ArbiterInfo {
     #[serde(with = "hex")]
     #[schema(value_type = String)]
     pub issuer_public_key: [u8; 33],
+    pub block_list_version: u32,
 }
 
 /// `POST /arbiter/v1/cancellations`: the responder B's cancel request, as CANCEL answered
-/// it. Recorded as CANCEL unless the session has a verdict already, which is returned
-/// instead.
+/// it. The arbiter recomputes `a = SHA-256(commitment ‖ id_A ‖ id_B)` from the two
+/// certificates and refuses the request unless it is `a` and B signed it: only the
+/// session's own responder cancels. Recorded as CANCEL for (a, s2) unless that session has
+/// a verdict already, which is returned instead.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArbiterCancelRequest {
@@ -534,19 +642,29 @@ pub struct ArbiterCancelRequest {
     #[serde(with = "hex")]
     #[schema(value_type = String)]
     pub a: [u8; 32],
+    /// The value commitment c = SHA-256(s1 ‖ V1 ‖ V2), 32 bytes, hex: the arbiter learns no
+    /// values.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub commitment: [u8; 32],
     /// Sab: B's signature over `a ‖ s2` under `valuecard/cancel/v1`, r || s (64 bytes), hex.
     #[serde(with = "hex")]
     #[schema(value_type = String)]
     pub cancel_signature: Vec<u8>,
-    /// B's card certificate (`7F21`, apdu-spec `cert`), hex.
+    /// A's card certificate (`7F21`, apdu-spec `cert`), hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub initiator_certificate: Vec<u8>,
+    /// B's card certificate (`7F21`), hex.
     #[serde(with = "hex")]
     #[schema(value_type = String)]
     pub responder_certificate: Vec<u8>,
 }
 
 /// `POST /arbiter/v1/resolutions`: the initiator A's resolve request, as RESOLVE answered
-/// it. Recorded as COMPLETE unless the session has a verdict already, which is returned
-/// instead.
+/// it. The arbiter recomputes `a` from the commitment and the two certificates and refuses
+/// the request unless A signed Sr and B signed Sa over it. Recorded as COMPLETE for (a, s2)
+/// unless that session has a verdict already, which is returned instead.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArbiterResolveRequest {
@@ -558,6 +676,10 @@ pub struct ArbiterResolveRequest {
     #[serde(with = "hex")]
     #[schema(value_type = String)]
     pub a: [u8; 32],
+    /// The value commitment c, 32 bytes, hex.
+    #[serde(with = "hex")]
+    #[schema(value_type = String)]
+    pub commitment: [u8; 32],
     /// Sa: B's signature over `a ‖ s2` under `valuecard/agree/v1` (proof that B escrowed
     /// V2), r || s (64 bytes), hex.
     #[serde(with = "hex")]
@@ -584,8 +706,8 @@ pub struct Verdict {
     #[serde(with = "hex")]
     #[schema(value_type = String)]
     pub s2: [u8; 32],
-    /// The agreement hash recorded with the verdict: that of the request that decided it,
-    /// which may differ from a later request's.
+    /// The agreement hash a: with s2, the session the verdict is for (a request for another
+    /// a is another session).
     #[serde(with = "hex")]
     #[schema(value_type = String)]
     pub a: [u8; 32],
@@ -606,7 +728,9 @@ impl From<&CancelAnswer> for ArbiterCancelRequest {
         ArbiterCancelRequest {
             s2: c.s2,
             a: c.a,
+            commitment: c.c,
             cancel_signature: c.sab.to_vec(),
+            initiator_certificate: c.initiator_certificate.encode(),
             responder_certificate: c.responder_certificate.encode(),
         }
     }
@@ -618,6 +742,7 @@ impl From<&ResolveAnswer> for ArbiterResolveRequest {
         ArbiterResolveRequest {
             s2: r.s2,
             a: r.a,
+            commitment: r.c,
             agreement_signature: r.sa.to_vec(),
             resolve_signature: r.sr.to_vec(),
             initiator_certificate: r.initiator_certificate.encode(),
@@ -651,8 +776,8 @@ impl Verdict {
     }
 }
 
-/// `GET /arbiter/v1/verdicts/{s2}`: the recorded verdict, or `null` when the session has
-/// none (an answer, not an error).
+/// `GET /arbiter/v1/verdicts/{a}/{s2}`: the recorded verdict of the session (a, s2), or
+/// `null` when it has none (an answer, not an error).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VerdictAnswer {
     pub verdict: Option<Verdict>,
@@ -744,12 +869,14 @@ mod tests {
         let ok = json!({
             "s2": "00".repeat(32),
             "a": "11".repeat(32),
+            "commitment": "33".repeat(32),
             "cancel_signature": "22".repeat(64),
+            "initiator_certificate": "7f21",
             "responder_certificate": "7f21",
         });
         assert!(serde_json::from_value::<ArbiterCancelRequest>(ok.clone()).is_ok());
         let mut extra = ok.clone();
-        extra["initiator_certificate"] = json!("7f21");
+        extra["resolve_signature"] = json!("22".repeat(64));
         assert!(serde_json::from_value::<ArbiterCancelRequest>(extra).is_err());
         let mut short = ok;
         short["s2"] = json!("00".repeat(31));

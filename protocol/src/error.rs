@@ -40,6 +40,21 @@ pub enum ErrorCode {
     UnknownTicket,
     /// The card's certificate is outside its validity.
     CertificateExpired,
+    /// Registration without an attestation that verifies: not the card's key, not over this
+    /// challenge, or not signed by the maker it names.
+    BadAttestation,
+    /// The attestation's card maker is not one the center is configured to trust.
+    UntrustedMaker,
+    /// The attestation key made another card key, which is registered already: a chip makes
+    /// one card key in its life.
+    AttestationReused,
+    /// The card, or the maker that made it, is blocked (lost, stolen, key extracted).
+    CardBlocked,
+    /// The request is not signed by the session's own party: the agreement does not name
+    /// the cards whose certificates came with it, or another card signed.
+    NotAParty,
+    /// The unload would make the float negative: cards would hold less than nothing.
+    FloatExceeded,
     NotFound,
     MethodNotAllowed,
     /// A fault on the server; nothing was changed.
@@ -54,10 +69,11 @@ impl ErrorCode {
             AdminUnauthorized | BadCredential => 401,
             UnknownAccount | UnknownKey | UnknownCard | UnknownTicket | NotFound => 404,
             MethodNotAllowed => 405,
-            Conflict | AlreadyRegistered | LoadCancelled => 409,
+            Conflict | AlreadyRegistered | LoadCancelled | AttestationReused => 409,
+            CardBlocked | UntrustedMaker => 403,
             BodyTooLarge => 413,
             InsufficientFunds | KeyExpired | AmountMismatch | BadChallenge | BadSignature
-            | CertificateExpired => 422,
+            | CertificateExpired | BadAttestation | NotAParty | FloatExceeded => 422,
             Internal => 500,
         }
     }
@@ -83,6 +99,12 @@ impl ErrorCode {
             LoadCancelled => "load_cancelled",
             UnknownTicket => "unknown_ticket",
             CertificateExpired => "certificate_expired",
+            BadAttestation => "bad_attestation",
+            UntrustedMaker => "untrusted_maker",
+            AttestationReused => "attestation_reused",
+            CardBlocked => "card_blocked",
+            NotAParty => "not_a_party",
+            FloatExceeded => "float_exceeded",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             Internal => "internal",

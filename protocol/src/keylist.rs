@@ -83,11 +83,13 @@ pub enum KeyListError {
 }
 
 impl SignedKeyList {
-    pub fn sign(list: &KeyList, bank_key: &SigningKey) -> Self {
-        // Plain data with string keys: serialising cannot fail.
-        let payload = serde_json::to_string(list).unwrap_or_default();
+    /// Signs the list. A list that does not serialise is an error, never a signature over
+    /// an empty payload.
+    pub fn sign(list: &KeyList, bank_key: &SigningKey) -> Result<Self, KeyListError> {
+        let payload =
+            serde_json::to_string(list).map_err(|e| KeyListError::Malformed(e.to_string()))?;
         let signature = domain::sign(bank_key, domain::BANK_KEYS, payload.as_bytes()).to_vec();
-        SignedKeyList { payload, signature }
+        Ok(SignedKeyList { payload, signature })
     }
 
     /// Checks the signature with the bank key the verifier trusts, then every key in it.
@@ -150,7 +152,7 @@ mod tests {
         let other = SigningKey::generate_from_rng(&mut rng);
         let key = DenominationSecretKey::generate(&mut rng).expect("keygen");
         let plain = list(&bank, &key);
-        let signed = SignedKeyList::sign(&plain, &bank);
+        let signed = SignedKeyList::sign(&plain, &bank).expect("signs");
 
         assert_eq!(signed.verify(bank.verifying_key()), Ok(plain.clone()));
         assert_eq!(
@@ -169,7 +171,7 @@ mod tests {
         // Signed by the right key but naming another bank key inside.
         let mut foreign = plain.clone();
         foreign.bank_public_key = encode_public_key(other.verifying_key());
-        let foreign = SignedKeyList::sign(&foreign, &bank);
+        let foreign = SignedKeyList::sign(&foreign, &bank).expect("signs");
         assert_eq!(
             foreign.verify(bank.verifying_key()),
             Err(KeyListError::OtherBank)
@@ -178,7 +180,7 @@ mod tests {
         // A key whose id is not the hash of its SPKI.
         let mut wrong_id = plain;
         wrong_id.keys[0].key_id[0] ^= 1;
-        let wrong_id = SignedKeyList::sign(&wrong_id, &bank);
+        let wrong_id = SignedKeyList::sign(&wrong_id, &bank).expect("signs");
         assert!(matches!(
             wrong_id.verify(bank.verifying_key()),
             Err(KeyListError::BadKey(_))

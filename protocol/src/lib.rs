@@ -7,6 +7,7 @@
 pub mod api;
 pub mod error;
 pub mod keylist;
+pub mod scheme;
 pub mod token;
 
 pub use error::ErrorCode;

@@ -44,6 +44,8 @@ pub mod tag {
     pub const RESOLVE_SIGNATURE: u16 = 0x8D;
     /// The arbiter's verdict signature, 64 bytes.
     pub const VERDICT_SIGNATURE: u16 = 0x8E;
+    /// c = SHA-256(s1 ‖ V1 ‖ V2): the value commitment, 32 bytes (CANCEL and RESOLVE).
+    pub const VALUES_COMMITMENT: u16 = 0x89;
     /// `A1 { value }`: V1, what the initiator gives.
     pub const V1: u16 = 0xA1;
     /// `A2 { value }`: V2, what the responder gives (at START: what the initiator wants).
@@ -644,14 +646,18 @@ impl CancelBody {
     }
 }
 
-/// CANCEL's answer, the responder's cancel request for the arbiter: `82 a, 81 s2, 8C Sab,
-/// 8A Sa, A7 { responder certificate }`.
+/// CANCEL's answer, the responder's cancel request for the arbiter: `82 a, 81 s2, 89 c,
+/// 8C Sab, 8A Sa, A6 { initiator certificate }, A7 { responder certificate }`. With c and
+/// both certificates the arbiter recomputes a, and so checks that the card that signed Sab
+/// is the session's responder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CancelAnswer {
     pub a: [u8; 32],
     pub s2: [u8; 32],
+    pub c: [u8; 32],
     pub sab: [u8; SIGNATURE_LEN],
     pub sa: [u8; SIGNATURE_LEN],
+    pub initiator_certificate: Certificate,
     pub responder_certificate: Certificate,
 }
 
@@ -660,8 +666,10 @@ impl CancelAnswer {
         tlv::encode_all(&[
             tlv::primitive(tag::AGREEMENT, self.a),
             tlv::primitive(tag::S2, self.s2),
+            tlv::primitive(tag::VALUES_COMMITMENT, self.c),
             tlv::primitive(tag::CANCEL_SIGNATURE, self.sab),
             tlv::primitive(tag::AGREE_SIGNATURE, self.sa),
+            certificate_tlv(tag::INITIATOR_CERTIFICATE, &self.initiator_certificate),
             certificate_tlv(tag::RESPONDER_CERTIFICATE, &self.responder_certificate),
         ])
     }
@@ -673,8 +681,10 @@ impl CancelAnswer {
             &[
                 tag::AGREEMENT,
                 tag::S2,
+                tag::VALUES_COMMITMENT,
                 tag::CANCEL_SIGNATURE,
                 tag::AGREE_SIGNATURE,
+                tag::INITIATOR_CERTIFICATE,
                 tag::RESPONDER_CERTIFICATE,
             ],
             &[],
@@ -682,8 +692,10 @@ impl CancelAnswer {
         Ok(CancelAnswer {
             a: f.array(tag::AGREEMENT)?,
             s2: f.array(tag::S2)?,
+            c: f.array(tag::VALUES_COMMITMENT)?,
             sab: f.array(tag::CANCEL_SIGNATURE)?,
             sa: f.array(tag::AGREE_SIGNATURE)?,
+            initiator_certificate: f.certificate(tag::INITIATOR_CERTIFICATE)?,
             responder_certificate: f.certificate(tag::RESPONDER_CERTIFICATE)?,
         })
     }
@@ -705,12 +717,13 @@ impl ResolveBody {
     }
 }
 
-/// RESOLVE's answer, the initiator's resolve request for the arbiter: `82 a, 81 s2, 8D Sr,
-/// 8A Sa, A6 { initiator certificate }, A7 { responder certificate }`.
+/// RESOLVE's answer, the initiator's resolve request for the arbiter: `82 a, 81 s2, 89 c,
+/// 8D Sr, 8A Sa, A6 { initiator certificate }, A7 { responder certificate }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolveAnswer {
     pub a: [u8; 32],
     pub s2: [u8; 32],
+    pub c: [u8; 32],
     pub sr: [u8; SIGNATURE_LEN],
     pub sa: [u8; SIGNATURE_LEN],
     pub initiator_certificate: Certificate,
@@ -722,6 +735,7 @@ impl ResolveAnswer {
         tlv::encode_all(&[
             tlv::primitive(tag::AGREEMENT, self.a),
             tlv::primitive(tag::S2, self.s2),
+            tlv::primitive(tag::VALUES_COMMITMENT, self.c),
             tlv::primitive(tag::RESOLVE_SIGNATURE, self.sr),
             tlv::primitive(tag::AGREE_SIGNATURE, self.sa),
             certificate_tlv(tag::INITIATOR_CERTIFICATE, &self.initiator_certificate),
@@ -736,6 +750,7 @@ impl ResolveAnswer {
             &[
                 tag::AGREEMENT,
                 tag::S2,
+                tag::VALUES_COMMITMENT,
                 tag::RESOLVE_SIGNATURE,
                 tag::AGREE_SIGNATURE,
                 tag::INITIATOR_CERTIFICATE,
@@ -746,6 +761,7 @@ impl ResolveAnswer {
         Ok(ResolveAnswer {
             a: f.array(tag::AGREEMENT)?,
             s2: f.array(tag::S2)?,
+            c: f.array(tag::VALUES_COMMITMENT)?,
             sr: f.array(tag::RESOLVE_SIGNATURE)?,
             sa: f.array(tag::AGREE_SIGNATURE)?,
             initiator_certificate: f.certificate(tag::INITIATOR_CERTIFICATE)?,
@@ -908,7 +924,7 @@ mod tests {
     fn certificate(secret: u8) -> Certificate {
         let issuer = SigningKey::from_slice(&[0x11; 32]).expect("a scalar");
         let card = SigningKey::from_slice(&[secret; 32]).expect("a scalar");
-        Certificate::issue(&issuer, card.verifying_key(), 0, u64::MAX)
+        Certificate::issue(&issuer, card.verifying_key(), [0x55; 32], 0, u64::MAX)
     }
 
     fn proof_fits(value: &Value, proof: &Option<TicketProof>) -> bool {
@@ -1118,14 +1134,17 @@ mod tests {
         let cancel = CancelAnswer {
             a: [2; 32],
             s2: [3; 32],
+            c: [12; 32],
             sab: [9; 64],
             sa: [4; 64],
+            initiator_certificate: certificate(0x21),
             responder_certificate: certificate(0x22),
         };
         round_trip(&cancel, CancelAnswer::encode, CancelAnswer::decode);
         let resolve = ResolveAnswer {
             a: [2; 32],
             s2: [3; 32],
+            c: [12; 32],
             sr: [10; 64],
             sa: [4; 64],
             initiator_certificate: certificate(0x21),
