@@ -102,7 +102,10 @@ impl Checker {
         }
         // Whatever came in, the state is one the state file's checks accept: among them,
         // the escrow is exactly what the open exchange sessions hold.
-        let state = crate::applet::encode(self.card.applet().persistent());
+        let state = match crate::applet::encode(self.card.applet().persistent()) {
+            Ok(state) => state,
+            Err(e) => return fail(&format!("the state cannot be serialised ({e})")),
+        };
         if let Err(e) = crate::applet::decode(&state) {
             return fail(&format!("the state fails its checks ({e})"));
         }

@@ -6,7 +6,10 @@ use std::borrow::Cow;
 use apdu_spec::commands::ins;
 use apdu_spec::{Apdu, CLA_CHAIN, CLA_ISO, MAX_COMMAND_DATA, MAX_RESPONSE_DATA, Status};
 
+use apdu_spec::maker::Manufacture;
+
 use crate::applet::Applet;
+use crate::state::Persistent;
 use crate::storage::{MemoryStorage, Storage, StorageError};
 
 /// How a card is built.
@@ -42,7 +45,18 @@ impl Card {
         })
     }
 
-    /// A card whose state lives in memory.
+    /// A card as its maker leaves it, its state in memory: blank, holding `manufacture`
+    /// (its attestation key, the maker's certificate over it and the scheme root's key).
+    /// Tests and in-process terminals make their cards this way; `valuecard-card
+    /// provision` makes the same state in a file.
+    pub fn provisioned(manufacture: &Manufacture, options: Options) -> Result<Self, StorageError> {
+        let state = crate::applet::encode(&Persistent::manufactured(manufacture))?;
+        Self::new(Box::new(MemoryStorage::with_state(state)), options)
+    }
+
+    /// A card whose state lives in memory, never manufactured: it can make a key, but it
+    /// can neither attest it nor be personalised (TEST RESET with a manufacture record, in
+    /// test mode, makes it one that can).
     pub fn in_memory(options: Options) -> Self {
         // A fresh memory store loads nothing and commits without failing.
         match Self::new(Box::new(MemoryStorage::default()), options) {

@@ -2,23 +2,31 @@
 
 use std::fmt;
 
+use apdu_spec::blocklist::BlockList;
 use apdu_spec::commands::LifeCycle;
 use apdu_spec::exchange::Value;
 use apdu_spec::exchange::messages::{Role, SessionInfo, SessionState, TicketProof};
+use apdu_spec::maker::{MakerCertificate, Manufacture};
 use apdu_spec::objects::Values;
 use apdu_spec::units::{InFlight, SIGNATURE_LEN};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// Version of the state-file format.
-pub const FORMAT: u32 = 1;
+/// Version of the state-file format. Format 2 (issue 12) added the manufacture record and
+/// the block list; a format-1 file is refused, since no card of that format can prove where
+/// it was made (see `applet::decode`).
+pub const FORMAT: u32 = 2;
 
 /// Everything that survives power-off and reset. Written as a whole, atomically, by
 /// [`crate::storage::Storage::commit`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Persistent {
     pub format: u32,
+    /// What the card maker gave the card at manufacture: the attestation key, the maker's
+    /// certificate over it, and the scheme root's key. `None` on a card nobody provisioned:
+    /// it can make a key, but it can neither attest it nor be personalised.
+    pub manufacture: Option<ManufactureRecord>,
     pub key: Option<CardKey>,
     pub personalization: Option<Personalization>,
     pub load_counter: u32,
@@ -30,14 +38,35 @@ pub struct Persistent {
     /// The open exchange sessions, oldest first.
     #[serde(default)]
     pub sessions: Vec<Session>,
+    /// The newest issuer's block list that LOAD APPLY brought (at most
+    /// `blocklist::MAX_ENTRIES` entries); `None` before the first load, which counts as
+    /// version 0.
+    pub block_list: Option<BlockList>,
 }
 
 impl Persistent {
+    /// A blank card that was never manufactured: for tests of the ISO layer, and what
+    /// `valuecard-card` creates for a state file that does not exist yet.
     pub fn blank() -> Self {
         Persistent {
             format: FORMAT,
             ..Persistent::default()
         }
+    }
+
+    /// A blank card as its maker leaves it: no key yet, and the manufacture record
+    /// installed. `valuecard-card provision` writes this state to a file;
+    /// [`crate::Card::provisioned`] makes an in-process card from it.
+    pub fn manufactured(manufacture: &Manufacture) -> Self {
+        Persistent {
+            manufacture: Some(ManufactureRecord::from(manufacture)),
+            ..Persistent::blank()
+        }
+    }
+
+    /// The version of the block list the card holds: 0 before the first load.
+    pub fn block_list_version(&self) -> u32 {
+        self.block_list.as_ref().map_or(0, |l| l.version)
     }
 
     pub fn life_cycle(&self) -> LifeCycle {
@@ -46,6 +75,49 @@ impl Persistent {
             (Some(_), None) => LifeCycle::Keyed,
             (Some(_), Some(_)) => LifeCycle::Active,
         }
+    }
+}
+
+/// What manufacture gave the card (`apdu_spec::maker::Manufacture`), as the state file keeps
+/// it. The attestation secret signs only ATTEST's answers, which are always over the card's
+/// own key; it never leaves the card through any APDU.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManufactureRecord {
+    /// The scheme root's key, compressed SEC1: PERSONALIZE takes the issuer and arbiter
+    /// keys only under its signature.
+    #[serde(with = "hex::serde")]
+    pub root_key: [u8; 33],
+    pub attestation_secret: Secret,
+    /// The maker's certificate over the attestation key, its `7F23` encoding.
+    #[serde(with = "hex::serde")]
+    pub maker_certificate: Vec<u8>,
+}
+
+impl From<&Manufacture> for ManufactureRecord {
+    fn from(m: &Manufacture) -> Self {
+        ManufactureRecord {
+            root_key: m.root_key,
+            attestation_secret: Secret(m.attestation_secret),
+            maker_certificate: m.certificate.encode(),
+        }
+    }
+}
+
+impl ManufactureRecord {
+    /// The record as the wire format has it, when the certificate decodes.
+    pub fn to_manufacture(&self) -> Option<Manufacture> {
+        Some(Manufacture {
+            root_key: self.root_key,
+            attestation_secret: self.attestation_secret.0,
+            certificate: MakerCertificate::decode(&self.maker_certificate).ok()?,
+        })
+    }
+
+    /// Whether the parts fit: the certificate decodes, the root key is a point, and the
+    /// secret is the certified attestation key's. A state file with anything else is
+    /// corrupt.
+    pub fn is_consistent(&self) -> bool {
+        self.to_manufacture().is_some_and(|m| m.is_consistent())
     }
 }
 

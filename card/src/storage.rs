@@ -15,6 +15,24 @@ pub enum StorageError {
     Io(#[from] io::Error),
     #[error("the card state{} is corrupt: {reason}", in_file(path))]
     Corrupt { path: String, reason: String },
+    /// A state file of another format. Format 1 predates the manufacture record: such a
+    /// card has no attestation key and no scheme root, and cannot be brought up to date.
+    #[error(
+        "the card state has format {found}; this version reads format {} only{}",
+        crate::state::FORMAT,
+        if *found == 1 {
+            ": a format-1 card was never manufactured (no attestation key, no scheme root key) \
+             and cannot be upgraded. Unload its values with the release that made it, then \
+             provision a new card with `valuecard-card provision`"
+        } else {
+            ""
+        }
+    )]
+    Format { found: u32 },
+    /// The state could not be turned into bytes: the command that made it is refused, and
+    /// nothing is written (an empty file would be a card that lost everything).
+    #[error("the card state cannot be serialised: {0}")]
+    Serialise(String),
 }
 
 /// " file PATH", or nothing when the path is not known here (the caller names the file).
@@ -73,11 +91,16 @@ pub struct RealFs;
 
 impl Fs for RealFs {
     fn write(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // The state holds the card's secrets (its key, the attestation key): readable by
+        // its owner only. The rename carries the mode over to the state file.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path)?;
+        // `mode` applies to a file it creates; one left over from before keeps its own.
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         file.write_all(bytes)
     }
 

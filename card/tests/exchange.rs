@@ -9,9 +9,13 @@
 
 mod common;
 
-use common::{Activated, PIN, activate, issuer, options, other_issuer, transmit};
+use common::{
+    Activated, PIN, activate_naming, block_list, bytes, card_from, issuer, maker_id, new_card,
+    other_issuer, transmit,
+};
 use std::collections::BTreeMap;
 
+use apdu_spec::blocklist::{BlockEntry, BlockList};
 use apdu_spec::cert::Certificate;
 use apdu_spec::commands::ins;
 use apdu_spec::exchange::messages::{
@@ -25,9 +29,8 @@ use apdu_spec::units::{self, LoadApply, SignedMessage, UnitValue, tag as units_t
 use apdu_spec::{CLA_ISO, CLA_PROPRIETARY, tlv};
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use valuecard_card::Card;
-use valuecard_card::applet::{decode, encode};
+use valuecard_card::applet::decode;
 use valuecard_card::state::{Persistent, Session};
-use valuecard_card::storage::MemoryStorage;
 
 fn arbiter() -> SigningKey {
     SigningKey::from_slice(&[0x7C; 32]).expect("a P-256 scalar")
@@ -76,12 +79,17 @@ struct Party {
 
 impl Party {
     fn new(name: &'static str, seed: u64) -> Self {
-        let mut card = Card::new(Box::new(MemoryStorage::default()), options(seed)).expect("card");
+        Self::made_by(name, seed, maker_id())
+    }
+
+    /// A party whose certificate names `maker` as its card's maker.
+    fn made_by(name: &'static str, seed: u64, maker: [u8; 32]) -> Self {
+        let mut card = new_card(seed);
         let Activated {
             key,
             id,
             certificate,
-        } = activate(&mut card, &arbiter());
+        } = activate_naming(&mut card, &arbiter(), maker);
         let mut party = Party {
             name,
             card,
@@ -102,7 +110,7 @@ impl Party {
     fn send(&mut self, apdu: &[u8]) -> (Vec<u8>, u16) {
         let answer = transmit(&mut self.card, apdu);
         let state = self.state();
-        if let Err(e) = decode(&encode(&state)) {
+        if let Err(e) = decode(&bytes(&state)) {
             panic!(
                 "{}: the state after {} fails its checks: {e}",
                 self.name,
@@ -123,7 +131,7 @@ impl Party {
     /// exactly as it was.
     #[track_caller]
     fn refused(&mut self, apdu: &[u8], sw: u16, why: &str) {
-        let before = encode(&self.state());
+        let before = bytes(&self.state());
         let (data, got) = self.send(apdu);
         assert_eq!(
             got, sw,
@@ -132,7 +140,7 @@ impl Party {
         );
         assert!(data.is_empty(), "{why}: an error carries no data");
         assert_eq!(
-            encode(&self.state()),
+            bytes(&self.state()),
             before,
             "{}: {why}: the state changed",
             self.name
@@ -158,15 +166,17 @@ impl Party {
 
     /// The card started again from its state file's bytes.
     fn restart(&mut self) {
-        self.card = Card::new(
-            Box::new(MemoryStorage::with_state(encode(&self.state()))),
-            options(7),
-        )
-        .expect("the state file loads");
+        self.card = card_from(&self.state(), 7).expect("the state file loads");
     }
 
-    /// Requests and applies a value from the issuer.
+    /// Requests and applies a value from the issuer, with its empty block list (version 1).
     fn load(&mut self, value: &Value) {
+        self.load_with_list(value, block_list(1, &[]));
+    }
+
+    /// Requests and applies a value from the issuer, with `list` beside it (the card keeps
+    /// it when it is newer than its own).
+    fn load_with_list(&mut self, value: &Value, list: BlockList) {
         let value = value.as_ref().expect("a value");
         let answer = self.ok(&command(ins::LOAD_REQUEST, &value.encode()));
         let request = SignedMessage::decode(&answer, units_tag::SIGNED_LOAD).expect("an EC answer");
@@ -177,8 +187,13 @@ impl Party {
             UnitValue::Asset { .. } => None,
         };
         let body = LoadApply {
-            authorisation: units::sign(&issuer(), units::domains::LOAD_AUTH, &request.message),
+            authorisation: units::sign(
+                &issuer(),
+                units::domains::LOAD_AUTH,
+                &units::authorised(&request.message, list.version),
+            ),
             ticket_signature,
+            block_list: list,
         }
         .encode();
         self.ok(&command(ins::LOAD_APPLY, &body));
@@ -770,11 +785,26 @@ fn cancel_then_the_cancel_verdict_on_both() {
         &cancel.sab
     ));
     assert_eq!(cancel.responder_certificate, b.certificate);
+    // What the arbiter needs to see that B is this session's responder and A its
+    // initiator: c and both certificates give back a.
+    assert_eq!(
+        cancel.c,
+        exchange::values_commitment(&start.s1, &jpy(100), &ticket("T", &[1]))
+    );
+    assert_eq!(cancel.initiator_certificate, a.certificate);
+    assert_eq!(
+        exchange::agreement_of(
+            &cancel.c,
+            &cancel.initiator_certificate.card_id,
+            &cancel.responder_certificate.card_id
+        ),
+        cancel.a
+    );
     assert_eq!(b.sessions()[0].state, SessionState::Pending);
     // Repeatable, with the same answer and no write.
-    let state = encode(&b.state());
+    let state = bytes(&b.state());
     assert_eq!(b.cancel(agree.s2), cancel);
-    assert_eq!(encode(&b.state()), state);
+    assert_eq!(bytes(&b.state()), state);
     // PENDING never commits, even with the right Se.
     b.refused(&command(ins::COMMIT, &confirm.encode()), 0x6985, "PENDING");
     ledger.check(&mut [&mut a, &mut b], "B PENDING");
@@ -814,9 +844,9 @@ fn resolve_then_the_complete_verdict_on_both() {
     ledger.agreed(x, &agree);
     let confirm = a.confirm(start.s1, &agree);
     // Se never reaches B: A asks the arbiter.
-    let state = encode(&a.state());
+    let state = bytes(&a.state());
     let resolve = a.resolve(agree.s2);
-    assert_eq!(encode(&a.state()), state, "RESOLVE writes nothing");
+    assert_eq!(bytes(&a.state()), state, "RESOLVE writes nothing");
     assert_eq!(
         (resolve.a, resolve.s2, resolve.sa),
         (agree.a, agree.s2, agree.sa)
@@ -828,6 +858,22 @@ fn resolve_then_the_complete_verdict_on_both() {
         &resolve.s2,
         &resolve.sr
     ));
+    assert_eq!(
+        resolve.c,
+        exchange::values_commitment(&start.s1, &ticket("T", &[1]), &jpy(500))
+    );
+    assert_eq!(
+        (
+            &resolve.initiator_certificate,
+            &resolve.responder_certificate
+        ),
+        (&a.certificate, &b.certificate)
+    );
+    assert_eq!(
+        exchange::agreement_of(&resolve.c, &a.id, &b.id),
+        resolve.a,
+        "the arbiter recomputes a from c and the two card ids"
+    );
     assert_eq!(resolve.initiator_certificate, a.certificate);
     assert_eq!(resolve.responder_certificate, b.certificate);
     assert_eq!(a.sessions()[0].state, SessionState::Valid, "still VALID");
@@ -1200,6 +1246,164 @@ fn values_altered_between_steps() {
     assert_eq!(b.balance("JPY"), (300, 0));
 }
 
+// ---- the issuer's block list ------------------------------------------------------------
+
+/// The list naming `entries`, version `version`.
+fn listing(version: u32, entries: &[BlockEntry]) -> BlockList {
+    block_list(version, entries)
+}
+
+#[test]
+fn a_card_on_its_own_list_starts_agrees_and_confirms_nothing() {
+    // By its card id, then by its maker: a lost card, or a maker whose keys are out.
+    for (seed, by_maker) in [(600, false), (610, true)] {
+        let mut a = Party::new("A", seed);
+        let mut b = Party::new("B", seed + 1);
+        a.load(&jpy(100));
+        b.load(&jpy(100));
+        let start = a.start(&jpy(10), &None);
+        let agree = b.agree(&start, &None);
+        let blocks = |p: &Party| {
+            if by_maker {
+                BlockEntry::Maker(p.certificate.maker)
+            } else {
+                BlockEntry::Card(p.id)
+            }
+        };
+        let list_a = listing(2, &[blocks(&a)]);
+        let list_b = listing(2, &[blocks(&b)]);
+        a.load_with_list(&jpy(1), list_a);
+        b.load_with_list(&jpy(1), list_b);
+        a.verify_pin();
+        b.verify_pin();
+        let start_body = StartBody {
+            v1: jpy(5),
+            wanted_v2: None,
+        };
+        a.refused(
+            &command(ins::START, &start_body.encode()),
+            0x6985,
+            "START by a listed card",
+        );
+        let mut c = Party::new("C", seed + 2);
+        c.load(&jpy(50));
+        let c_start = c.start(&jpy(5), &None);
+        b.refused(
+            &command(ins::AGREE, &c_start.agree_body(None, jpy(5)).encode()),
+            0x6985,
+            "AGREE by a listed card",
+        );
+        a.refused(
+            &command(ins::CONFIRM, &agree.confirm_body(start.s1).encode()),
+            0x6985,
+            "CONFIRM by a listed card",
+        );
+        // What was agreed before the block still ends: A aborts its START.
+        a.ok(&command(ins::ABORT, &AbortBody { s1: start.s1 }.encode()));
+        assert_eq!(a.balance("JPY"), (101, 0));
+    }
+}
+
+#[test]
+fn the_other_card_on_the_list_is_refused_by_id_or_by_maker() {
+    let other_maker = [0xD1; 32];
+    let mut a = Party::made_by("A", 620, other_maker);
+    let mut b = Party::new("B", 621);
+    let mut c = Party::new("C", 622);
+    a.load(&jpy(100));
+    b.load(&jpy(100));
+    c.load(&jpy(100));
+    let start = a.start(&jpy(10), &None);
+
+    // B knows of A: by card id, then by the maker A's certificate names.
+    for (version, entry) in [
+        (2, BlockEntry::Card(a.id)),
+        (3, BlockEntry::Maker(other_maker)),
+    ] {
+        b.load_with_list(&jpy(1), listing(version, &[entry]));
+        b.verify_pin();
+        b.refused(
+            &command(ins::AGREE, &start.agree_body(None, jpy(10)).encode()),
+            0x6A80,
+            "AGREE with a listed initiator",
+        );
+    }
+    // C, which has no such list, agrees; then A learns that C is blocked and does not
+    // confirm: its session stays in START, and ABORT ends it.
+    let agree = c.agree(&start, &None);
+    for (version, entry) in [
+        (4, BlockEntry::Card(c.id)),
+        (5, BlockEntry::Maker(c.certificate.maker)),
+    ] {
+        a.load_with_list(&jpy(1), listing(version, &[entry]));
+        a.refused(
+            &command(ins::CONFIRM, &agree.confirm_body(start.s1).encode()),
+            0x6A80,
+            "CONFIRM with a listed responder",
+        );
+    }
+    assert_eq!(a.sessions()[0].state, SessionState::Start);
+    a.ok(&command(ins::ABORT, &AbortBody { s1: start.s1 }.encode()));
+    // C cancels through the arbiter, whatever lists say.
+    let cancel = c.cancel(agree.s2);
+    c.apply(&verdict(cancel.s2, cancel.a, Outcome::Cancel));
+    assert_eq!(c.balance("JPY"), (100, 0));
+    // A list that names neither card lets them exchange.
+    let mut d = Party::new("D", 623);
+    d.load_with_list(&jpy(100), listing(6, &[BlockEntry::Card([0x77; 32])]));
+    a.load_with_list(&jpy(1), listing(6, &[BlockEntry::Card([0x77; 32])]));
+    d.verify_pin();
+    a.verify_pin();
+    let start = a.start(&jpy(10), &None);
+    let agree = d.agree(&start, &None);
+    let confirm = a.confirm(start.s1, &agree);
+    let commit = d.commit(&confirm);
+    a.finish(confirm.s2, commit.r2);
+    assert_eq!(d.balance("JPY"), (110, 0));
+}
+
+#[test]
+fn the_honest_counterparty_of_a_blocked_card_still_settles() {
+    // A and B agreed before the block; the lists reach them afterwards. COMMIT and FINISH,
+    // and CANCEL, RESOLVE and APPLY VERDICT, end what was agreed.
+    let mut ledger = Ledger::default();
+    let mut a = Party::new("A", 630);
+    let mut b = Party::new("B", 631);
+    ledger.load(&mut a, &jpy(100));
+    ledger.load(&mut b, &ticket("T", &[1]));
+    ledger.load(&mut b, &ticket("T", &[2]));
+    let start = a.start(&jpy(40), &ticket("T", &[1]));
+    let x = ledger.follow(&a, &b, &start, &ticket("T", &[1]));
+    let agree = b.agree(&start, &ticket("T", &[1]));
+    ledger.agreed(x, &agree);
+    let confirm = a.confirm(start.s1, &agree);
+    let start2 = a.start(&jpy(40), &ticket("T", &[2]));
+    let y = ledger.follow(&a, &b, &start2, &ticket("T", &[2]));
+    let agree2 = b.agree(&start2, &ticket("T", &[2]));
+    ledger.agreed(y, &agree2);
+    let confirm2 = a.confirm(start2.s1, &agree2);
+
+    let both = listing(2, &[BlockEntry::Card(a.id), BlockEntry::Card(b.id)]);
+    a.load_with_list(&jpy(1), both.clone());
+    b.load_with_list(&jpy(1), both);
+    *ledger.assets.entry("JPY".into()).or_default() += 2;
+    ledger.check(&mut [&mut a, &mut b], "both listed");
+
+    let commit = b.commit(&confirm);
+    a.finish(confirm.s2, commit.r2);
+    ledger.check(&mut [&mut a, &mut b], "first exchange ended");
+
+    let cancel = b.cancel(agree2.s2);
+    let resolve = a.resolve(agree2.s2);
+    assert_eq!((cancel.a, resolve.a), (agree2.a, agree2.a));
+    let v = ledger.verdict(y, Outcome::Cancel);
+    a.apply(&v);
+    b.apply(&v);
+    b.refused(&command(ins::COMMIT, &confirm2.encode()), 0x6A88, "ended");
+    assert!(a.sessions().is_empty() && b.sessions().is_empty());
+    ledger.check(&mut [&mut a, &mut b], "second exchange cancelled");
+}
+
 #[test]
 fn certificates_swapped_or_foreign() {
     let Open {
@@ -1208,7 +1412,7 @@ fn certificates_swapped_or_foreign() {
         start,
         agree,
     } = open(410);
-    let foreign = Certificate::issue(&other_issuer(), &b.key, 0, u64::MAX);
+    let foreign = Certificate::issue(&other_issuer(), &b.key, maker_id(), 0, u64::MAX);
     let c = Party::new("C", 412);
 
     let own = ConfirmBody {
@@ -1253,7 +1457,8 @@ fn certificates_swapped_or_foreign() {
         0x6A80,
         "B's own cert as A's",
     );
-    body.initiator_certificate = Certificate::issue(&other_issuer(), &a.key, 0, u64::MAX);
+    body.initiator_certificate =
+        Certificate::issue(&other_issuer(), &a.key, maker_id(), 0, u64::MAX);
     b.refused(
         &command(ins::AGREE, &body.encode()),
         0x6A80,
@@ -1729,15 +1934,12 @@ fn a_state_file_with_inconsistent_sessions_is_corrupt() {
     let corrupt = |state: &Persistent, edit: &dyn Fn(&mut Persistent), why: &str| {
         let mut s = state.clone();
         edit(&mut s);
-        assert!(decode(&encode(&s)).is_err(), "{why}");
-        assert!(
-            Card::new(Box::new(MemoryStorage::with_state(encode(&s))), options(1)).is_err(),
-            "{why}: the card does not start"
-        );
+        assert!(decode(&bytes(&s)).is_err(), "{why}");
+        assert!(card_from(&s, 1).is_err(), "{why}: the card does not start");
     };
     let sa = a.state();
     let sb = b.state();
-    assert!(decode(&encode(&sa)).is_ok() && decode(&encode(&sb)).is_ok());
+    assert!(decode(&bytes(&sa)).is_ok() && decode(&bytes(&sb)).is_ok());
     corrupt(&sa, &|s| s.sessions.clear(), "escrow without its session");
     corrupt(
         &sa,
@@ -1772,7 +1974,7 @@ fn a_state_file_with_inconsistent_sessions_is_corrupt() {
         &|s| {
             if let Some(Session::Responder(r)) = s.sessions.first_mut() {
                 r.initiator_certificate =
-                    Certificate::issue(&other_issuer(), &a.key, 0, 1).encode();
+                    Certificate::issue(&other_issuer(), &a.key, maker_id(), 0, 1).encode();
             }
         },
         "a certificate of another issuer",
@@ -1802,9 +2004,9 @@ fn a_state_file_with_inconsistent_sessions_is_corrupt() {
     // A blank card with a session.
     let mut blank = Persistent::blank();
     blank.sessions = sa.sessions.clone();
-    assert!(decode(&encode(&blank)).is_err(), "sessions on a blank card");
+    assert!(decode(&bytes(&blank)).is_err(), "sessions on a blank card");
     // A state file from before sessions existed reads as one without them.
-    let old = String::from_utf8(encode(&Persistent::blank())).expect("JSON");
+    let old = String::from_utf8(bytes(&Persistent::blank())).expect("JSON");
     let old = old.replace(",\n  \"sessions\": []", "");
     assert!(!old.contains("sessions"), "{old}");
     assert_eq!(

@@ -10,6 +10,12 @@ use valuecard_card::applet::{decode, encode};
 use valuecard_card::storage::{FileStorage, SharedFs};
 use valuecard_card::{Card, Options};
 
+/// The manufacture record of the conformance vectors, whose root anchors the test issuer.
+fn test_manufacture() -> apdu_spec::maker::Manufacture {
+    let bytes = vectors::lookup("MANUFACTURE", &vectors::initial_vars()).expect("derived");
+    apdu_spec::maker::Manufacture::decode(&bytes).expect("a record")
+}
+
 fn options() -> Options {
     Options {
         test_mode: true,
@@ -43,11 +49,9 @@ fn the_signature_verifies_and_the_state_file_is_untouched() {
         let path = dir.path().join("card.state");
 
         // Bring the card to `life` through its own commands.
-        let mut card = Card::new(
-            Box::new(FileStorage::open(&path).expect("storage")),
-            options(),
-        )
-        .expect("card");
+        let mut storage = FileStorage::open(&path).expect("storage");
+        valuecard_card::provision::provision(&mut storage, &test_manufacture()).expect("made");
+        let mut card = Card::new(Box::new(storage), options()).expect("card");
         let (key, sw) = send(&mut card, &[0x80, 0x47, 0x00, 0x00, 0x00]);
         assert_eq!(sw, 0x9000);
         let public_key = key[2..].to_vec();
@@ -55,7 +59,7 @@ fn the_signature_verifies_and_the_state_file_is_untouched() {
             let mut vars = vectors::initial_vars();
             vars.insert("PUBLIC_KEY".into(), public_key.clone());
             let apdu = vectors::expand(
-                "80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}",
+                "80 50 00 00 ${lc3:PERSONALIZATION} ${PERSONALIZATION}",
                 &vars,
             )
             .expect("template");
@@ -113,6 +117,7 @@ fn a_state_file_whose_key_is_not_a_key_pair_is_corrupt() {
     let mut card = Card::in_memory(options());
     assert_eq!(send(&mut card, &[0x80, 0x47, 0x00, 0x00, 0x00]).1, 0x9000);
     let state = card.applet().persistent().clone();
+    let encode = |s: &valuecard_card::state::Persistent| encode(s).expect("serialises");
     assert!(decode(&encode(&state)).is_ok());
 
     let mut wrong_public = state.clone();

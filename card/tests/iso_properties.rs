@@ -32,7 +32,16 @@ const TEMPLATES: &[&str] = &[
     "00 24 00 81 10 81 06 ${PIN} 82 06 363534333231",
     "00 24 00 81 10 81 06 363534333231 82 06 ${PIN}",
     "80 7E 00 00",
+    "80 7E 00 00 ${lc:MANUFACTURE} ${MANUFACTURE}",
+    "80 7E 00 00 ${lc:MAKER_CERT} ${MAKER_CERT}",
     "90 50 00 00 04 C7 21 02 00",
+    "90 50 00 00 ${lc:ISSUER_ANCHOR} ${ISSUER_ANCHOR}",
+    "80 50 00 00 ${lc:ARBITER_ANCHOR} ${ARBITER_ANCHOR}",
+    "80 4A 00 00 10 ${fill:16:A5} 00",
+    "80 4A 00 00 ${lc3:fill:64:5A} ${fill:64:5A} 00 00",
+    "80 4A 00 00 0F ${fill:15:A5}",
+    "00 CA 00 C5 00",
+    "00 CA 00 C6 00",
     "10 A4 04 00 03 ${AID[0..3]}",
     "00 A4 04 00 ${lc:AID[3..]} ${AID[3..]} 00",
     "90 50 00 00 ${lc3:fill:1500:00} ${fill:1500:00}",
@@ -43,6 +52,8 @@ const TEMPLATES: &[&str] = &[
     "80 52 00 00 11 E1 0F 81 03 4A5059 82 08 0000000000000064 00",
     "80 52 00 00 10 E2 0E 81 07 434F4E43455254 84 03 010203",
     "80 54 00 00 42 9E 40 ${fill:64:11}",
+    "80 54 00 00 8C 9E 40 ${fill:64:11} ${BLOCK_LIST}",
+    "80 54 00 00 ${lc3:BLOCK_LIST_PEER} ${BLOCK_LIST_PEER}",
     "80 56 00 00 00",
     "80 58 00 00 11 E1 0F 81 03 4A5059 82 08 0000000000000001 00",
     "80 5A 01 00 48 86 04 00000000 9E 40 ${fill:64:11}",
@@ -50,10 +61,10 @@ const TEMPLATES: &[&str] = &[
     "00 CA 00 EB 00",
     "80 70 00 00 08 A1 02 E0 00 A2 02 E0 00 00",
     "80 70 00 00 17 A1 11 E1 0F 81 03 4A5059 82 08 0000000000000001 A2 02 E0 00 00",
-    "80 72 00 00 D1 80 20 ${fill:32:11} A1 02 E0 00 A2 02 E0 00 A3 02 E0 00 A6 81 A0 ${PEER_CERT} 00",
+    "80 72 00 00 F3 80 20 ${fill:32:11} A1 02 E0 00 A2 02 E0 00 A3 02 E0 00 A6 81 C2 ${PEER_CERT} 00",
     "90 72 00 00 2E 80 20 ${fill:32:11} A1 02 E0 00 A2 02 E0 00 A3 02 E0 00",
-    "80 72 00 00 A3 A6 81 A0 ${PEER_CERT} 00",
-    "80 74 00 00 00 01 4F 80 20 ${fill:32:00} 82 20 ${fill:32:00} 81 20 ${fill:32:00} 8A 40 ${fill:64:00} A2 02 E0 00 A7 81 A0 ${PEER_CERT} 00 00",
+    "80 72 00 00 C5 A6 81 C2 ${PEER_CERT} 00",
+    "80 74 00 00 00 01 71 80 20 ${fill:32:00} 82 20 ${fill:32:00} 81 20 ${fill:32:00} 8A 40 ${fill:64:00} A2 02 E0 00 A7 81 C2 ${PEER_CERT} 00 00",
     "80 76 00 00 64 81 20 ${fill:32:00} 8B 40 ${fill:64:00} 00",
     "80 78 00 00 44 81 20 ${fill:32:00} 83 20 ${fill:32:5A}",
     "80 7A 00 00 22 80 20 ${fill:32:00}",
@@ -79,7 +90,8 @@ enum Op {
     Template(usize, Mutation),
     Random(Vec<u8>),
     Reset,
-    /// PERSONALIZE with a valid body for the card's own key, in one APDU or two links.
+    /// PERSONALIZE with a valid body for the card's own key (its anchors by the root of
+    /// the vectors' manufacture record), in one APDU or two links.
     Personalize {
         chained: bool,
     },
@@ -122,11 +134,21 @@ fn apply(mut bytes: Vec<u8>, m: &Mutation) -> Vec<u8> {
 }
 
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut checker = Checker::new(Card::in_memory(Options {
-        test_mode: true,
-        rng_seed: Some(3),
-    }));
     let mut vars: Vars = vectors::initial_vars();
+    // A card made by the vectors' test maker for the vectors' root: PERSONALIZATION's
+    // anchors verify on it, and ATTEST answers.
+    let made = vectors::lookup("MANUFACTURE", &vars)
+        .and_then(|bytes| apdu_spec::maker::Manufacture::decode(&bytes).ok())
+        .ok_or_else(|| TestCaseError::fail("no manufacture record"))?;
+    let card = Card::provisioned(
+        &made,
+        Options {
+            test_mode: true,
+            rng_seed: Some(3),
+        },
+    )
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let mut checker = Checker::new(card);
     for op in ops {
         match op {
             Op::Template(i, m) => {

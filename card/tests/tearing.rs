@@ -1,5 +1,9 @@
 //! Power cut at every file-system operation of every command that writes: afterwards the
-//! state file holds exactly the state before the command or the state after it.
+//! state file holds exactly the state before the command or the state after it, and the
+//! card's answer says which: the command's own answer with the state after it (a cut after
+//! the rename, at the directory's flush, leaves the new state in place, and the card that
+//! reads it back succeeds), 6581 with the state before it. The card's memory is what the
+//! file holds.
 //!
 //! One deliberate exception, named where it applies: VERIFY and CHANGE REFERENCE DATA with
 //! the right PIN commit twice (the try is spent and committed before the comparison, then
@@ -14,6 +18,7 @@ use apdu_spec::apdu::Response;
 use apdu_spec::commands::{COMMANDS, LifeCycle};
 use apdu_spec::vectors::{self, Step, Vars};
 use valuecard_card::applet::decode;
+use valuecard_card::provision::provision;
 use valuecard_card::state::Persistent;
 use valuecard_card::storage::{FileStorage, PowerCutFs, SharedFs, Storage};
 use valuecard_card::{Card, Options};
@@ -25,6 +30,13 @@ fn options() -> Options {
         test_mode: true,
         rng_seed: Some(SEED),
     }
+}
+
+/// The conformance vectors' manufacture record: its root anchors the test issuer and
+/// arbiter of `PERSONALIZATION`.
+fn manufacture() -> apdu_spec::maker::Manufacture {
+    let bytes = vectors::lookup("MANUFACTURE", &vectors::initial_vars()).expect("derived");
+    apdu_spec::maker::Manufacture::decode(&bytes).expect("a record")
 }
 
 fn send(card: &mut Card, hex_apdu: &str, vars: &Vars) -> Vec<u8> {
@@ -52,7 +64,7 @@ fn prepare(card: &mut Card, life: LifeCycle, spend_a_try: bool) -> Vars {
     if life == LifeCycle::Active {
         ok(
             card,
-            "80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}",
+            "80 50 00 00 ${lc3:PERSONALIZATION} ${PERSONALIZATION}",
             &vars,
         );
         if spend_a_try {
@@ -113,7 +125,9 @@ const REQUEST_TICKET: (&str, &[(&str, &str)]) = (
     "80 52 00 00 10 E2 0E 81 07 434F4E43455254 84 03 010203 00",
     &[("REQ", "tlv_object:EC/E7")],
 );
-const APPLY: (&str, &[(&str, &str)]) = ("80 54 00 00 42 9E 40 ${issuer_sign:load-auth:REQ}", &[]);
+/// LOAD APPLY of `REQ` with the test issuer's empty block list, version 1 (140 bytes).
+const APPLY_UNITS: &str = "80 54 00 00 8C 9E 40 ${load_auth:REQ:BLOCK_LIST} ${BLOCK_LIST}";
+const APPLY: (&str, &[(&str, &str)]) = (APPLY_UNITS, &[]);
 const VERIFY_PIN: &str = "00 20 00 81 ${lc:PIN} ${PIN}";
 const VERIFY: (&str, &[(&str, &str)]) = (VERIFY_PIN, &[]);
 
@@ -135,16 +149,16 @@ const AGREED_BY_PEER: (&str, &[(&str, &str)]) = (
     ],
 );
 /// CONFIRM with the peer's agreement: Sa by the peer over a || s2, cert_B the peer's.
-const CONFIRM_PEER: &str = "80 74 00 00 00 01 4F 80 20 ${S1} 82 20 ${A} 81 20 ${S2} \
-     8A 40 ${peer_sign:agree:A:S2} A2 02 E0 00 A7 81 A0 ${PEER_CERT} 00 00";
+const CONFIRM_PEER: &str = "80 74 00 00 00 01 71 80 20 ${S1} 82 20 ${A} 81 20 ${S2} \
+     8A 40 ${peer_sign:agree:A:S2} A2 02 E0 00 A7 81 C2 ${PEER_CERT} 00 00";
 const CONFIRM: (&str, &[(&str, &str)]) = (CONFIRM_PEER, &[]);
 /// AGREE as responder: the peer gives the ticket CONCERT #010203 (with its proof), the card
 /// gives 50 JPY. Binds a and s2.
-const AGREE_TICKET_FOR_50_JPY: &str = "80 72 00 00 00 01 62 80 20 ${fill:32:11} \
+const AGREE_TICKET_FOR_50_JPY: &str = "80 72 00 00 00 01 84 80 20 ${fill:32:11} \
      A1 10 E2 0E 81 07 434F4E43455254 84 03 010203 \
      A4 64 C2 20 ${PEER_ID} 85 40 ${peer_ticket_sign:CONCERT:010203} \
      A2 11 E1 0F 81 03 4A5059 82 08 0000000000000032 \
-     A3 10 E2 0E 81 07 434F4E43455254 84 03 010203 A6 81 A0 ${PEER_CERT} 00 00";
+     A3 10 E2 0E 81 07 434F4E43455254 84 03 010203 A6 81 C2 ${PEER_CERT} 00 00";
 const AGREE: (&str, &[(&str, &str)]) = (
     AGREE_TICKET_FOR_50_JPY,
     &[("A", "tlv:82"), ("S2", "tlv:81")],
@@ -178,7 +192,7 @@ const SCENARIOS: &[Scenario] = &[
         spend_a_try: false,
         setup: &[],
         session: &[],
-        apdu: "80 50 00 00 ${lc:PERSONALIZATION} ${PERSONALIZATION}",
+        apdu: "80 50 00 00 ${lc3:PERSONALIZATION} ${PERSONALIZATION}",
         try_spent_is_allowed: false,
         sw: "9000",
     },
@@ -255,7 +269,18 @@ const SCENARIOS: &[Scenario] = &[
         spend_a_try: false,
         setup: &[REQUEST_100_JPY],
         session: &[],
-        apdu: "80 54 00 00 42 9E 40 ${issuer_sign:load-auth:REQ}",
+        apdu: APPLY_UNITS,
+        try_spent_is_allowed: false,
+        sw: "9000",
+    },
+    Scenario {
+        command: "LOAD APPLY",
+        path: "units and a newer block list",
+        given: LifeCycle::Active,
+        spend_a_try: false,
+        setup: &[REQUEST_100_JPY, APPLY, REQUEST_100_JPY],
+        session: &[],
+        apdu: "80 54 00 00 AE 9E 40 ${load_auth:REQ:BLOCK_LIST_PEER} ${BLOCK_LIST_PEER}",
         try_spent_is_allowed: false,
         sw: "9000",
     },
@@ -266,7 +291,7 @@ const SCENARIOS: &[Scenario] = &[
         spend_a_try: false,
         setup: &[REQUEST_TICKET],
         session: &[],
-        apdu: "80 54 00 00 84 9E 40 ${issuer_sign:load-auth:REQ} 85 40 ${ticket_sign:CONCERT:010203}",
+        apdu: "80 54 00 00 CE 9E 40 ${load_auth:REQ:BLOCK_LIST} 85 40 ${ticket_sign:CONCERT:010203} ${BLOCK_LIST}",
         try_spent_is_allowed: false,
         sw: "9000",
     },
@@ -476,7 +501,30 @@ const SCENARIOS: &[Scenario] = &[
         try_spent_is_allowed: false,
         sw: "9000",
     },
+    Scenario {
+        command: "TEST RESET",
+        path: "erase, another manufacture record",
+        given: LifeCycle::Keyed,
+        spend_a_try: false,
+        setup: &[],
+        session: &[],
+        apdu: "80 7E 00 00 ${lc:OTHER_MANUFACTURE} ${OTHER_MANUFACTURE}",
+        try_spent_is_allowed: false,
+        sw: "9000",
+    },
 ];
+
+/// Another manufacture record, for TEST RESET's body.
+fn bind_bodies(vars: &mut Vars) {
+    let other = apdu_spec::maker::Manufacture::make(
+        &p256::ecdsa::SigningKey::from_slice(&[0x59; 32]).expect("a scalar"),
+        p256::ecdsa::SigningKey::from_slice(&[0x5B; 32])
+            .expect("a scalar")
+            .verifying_key(),
+        &p256::ecdsa::SigningKey::from_slice(&[0x5C; 32]).expect("a scalar"),
+    );
+    vars.insert("OTHER_MANUFACTURE".into(), other.encode());
+}
 
 fn load(path: &Path) -> Persistent {
     let mut storage = FileStorage::open(path).expect("storage");
@@ -497,12 +545,11 @@ fn power_cut_at_every_write_of_every_command() {
         // The before-state, made through the card's own commands.
         let setup_dir = tempfile::tempdir().expect("tempdir");
         let setup_path = setup_dir.path().join("card.state");
-        let mut card = Card::new(
-            Box::new(FileStorage::open(&setup_path).expect("storage")),
-            options(),
-        )
-        .expect("card");
+        let mut storage = FileStorage::open(&setup_path).expect("storage");
+        provision(&mut storage, &manufacture()).expect("made");
+        let mut card = Card::new(Box::new(storage), options()).expect("card");
         let mut vars = prepare(&mut card, s.given, s.spend_a_try);
+        bind_bodies(&mut vars);
         run_setup(&mut card, s.setup, &mut vars);
         drop(card);
         let before_bytes = fs::read(&setup_path).expect("before-state");
@@ -558,6 +605,7 @@ fn power_cut_at_every_write_of_every_command() {
             p.pin.tries_left -= 1;
         }
 
+        let mut honest_successes = 0;
         for cut in 0..ops {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = fresh_copy(&before_bytes, dir.path());
@@ -574,6 +622,7 @@ fn power_cut_at_every_write_of_every_command() {
                 ok(&mut card, command, &vars);
             }
             let response = send(&mut card, s.apdu, &vars);
+            let in_memory = card.applet().persistent().clone();
             drop(card);
 
             let found = load(&path);
@@ -588,12 +637,32 @@ fn power_cut_at_every_write_of_every_command() {
                 is_before || is_after || is_try_spent,
                 "{label}: torn state {found:?}"
             );
-            // The card answers only after its commit, and this commit never completed.
-            assert_ne!(
-                &response[response.len() - 2..],
-                &[0x90, 0x00],
-                "{label}: a cut write cannot answer 9000"
+            // The card works from what storage holds, never from what it hoped to write.
+            assert_eq!(
+                in_memory, found,
+                "{label}: the card's memory is not the file"
             );
+            // The answer tells which: the command's own answer (the rename was done before
+            // the cut, and the card read the new state back), or 6581 with the state the
+            // command found (or, between VERIFY's two commits, the try spent).
+            let sw =
+                u16::from_be_bytes([response[response.len() - 2], response[response.len() - 1]]);
+            if sw == 0x6581 {
+                assert!(
+                    response.len() == 2 && (is_before || is_try_spent),
+                    "{label}: 6581, but the state moved on"
+                );
+            } else {
+                assert!(
+                    apdu_spec::status::sw_matches(s.sw, sw),
+                    "{label}: answered {sw:04X}"
+                );
+                assert!(
+                    is_after,
+                    "{label}: {sw:04X}, but the state is not the one after"
+                );
+                honest_successes += 1;
+            }
             // And the card comes back up from what is on disk.
             let path_again = path.clone();
             Card::new(
@@ -602,7 +671,15 @@ fn power_cut_at_every_write_of_every_command() {
             )
             .expect("card restarts");
             cuts += 1;
+            if cut == ops - 1 {
+                // The last operation is the directory's flush, after the rename.
+                assert!(
+                    is_after && sw != 0x6581,
+                    "{label}: a commit whose rename happened answers as the command does"
+                );
+            }
         }
+        assert!(honest_successes >= 1, "{} ({})", s.command, s.path);
         covered.insert(s.command);
     }
     let writers: BTreeSet<&str> = COMMANDS

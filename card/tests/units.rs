@@ -4,6 +4,7 @@
 
 mod common;
 
+use apdu_spec::blocklist::{BlockEntry, BlockList};
 use apdu_spec::commands::ins;
 use apdu_spec::objects::{AssetBalance, CardInfo, Counters, Values, tag as obj};
 use apdu_spec::units::{
@@ -11,10 +12,13 @@ use apdu_spec::units::{
     SignedMessage, UnitMessage, UnitValue, domains, tag,
 };
 use apdu_spec::{CLA_ISO, CLA_PROPRIETARY, tlv};
-use common::{Activated, PIN, activate, issuer, ok, options, other_issuer, transmit};
+use common::{
+    Activated, PIN, activate, block_list, bytes, card_from, card_on, issuer, ok, options,
+    other_issuer, transmit,
+};
 use p256::ecdsa::VerifyingKey;
 use valuecard_card::Card;
-use valuecard_card::applet::{decode, encode};
+use valuecard_card::applet::decode;
 use valuecard_card::state::Persistent;
 use valuecard_card::storage::{FileStorage, MemoryStorage, Storage};
 
@@ -45,10 +49,26 @@ fn load_request(value: &UnitValue) -> Vec<u8> {
     command(ins::LOAD_REQUEST, 0, 0, &value.encode())
 }
 
+/// The block list the center sends with the loads of these tests: version 1, empty.
+const LIST_VERSION: u32 = 1;
+
+fn list() -> BlockList {
+    block_list(LIST_VERSION, &[])
+}
+
 fn load_apply(authorisation: [u8; 64], ticket_signature: Option<[u8; 64]>) -> Vec<u8> {
+    load_apply_with(authorisation, ticket_signature, list())
+}
+
+fn load_apply_with(
+    authorisation: [u8; 64],
+    ticket_signature: Option<[u8; 64]>,
+    block_list: BlockList,
+) -> Vec<u8> {
     let body = LoadApply {
         authorisation,
         ticket_signature,
+        block_list,
     }
     .encode();
     command(ins::LOAD_APPLY, 0, 0, &body)
@@ -67,9 +87,18 @@ fn unload_ack(kind: ReceiptKind, counter: u32, signature: [u8; 64]) -> Vec<u8> {
     command(ins::UNLOAD_ACK, kind.ack_p1(), 0, &body)
 }
 
-/// The issuer's authorisation of a load request.
+/// The issuer's authorisation of a load request, with [`list`] beside it.
 fn authorise(request: &SignedMessage) -> [u8; 64] {
-    units::sign(&issuer(), domains::LOAD_AUTH, &request.message)
+    authorise_with(request, LIST_VERSION)
+}
+
+/// The issuer's authorisation of a load request, with the list of `version` beside it.
+fn authorise_with(request: &SignedMessage, version: u32) -> [u8; 64] {
+    units::sign(
+        &issuer(),
+        domains::LOAD_AUTH,
+        &units::authorised(&request.message, version),
+    )
 }
 
 /// The issuer's acknowledgement of a receipt.
@@ -90,7 +119,7 @@ impl Tester {
     }
 
     fn on(storage: Box<dyn Storage + Send>, seed: u64) -> Self {
-        let mut card = Card::new(storage, options(seed)).expect("card");
+        let mut card = card_on(storage, seed);
         let Activated { key, id, .. } = activate(&mut card, &other_issuer());
         Tester { card, key, id }
     }
@@ -101,11 +130,7 @@ impl Tester {
         let mut state = self.state();
         edit(&mut state);
         Tester {
-            card: Card::new(
-                Box::new(MemoryStorage::with_state(encode(&state))),
-                options(99),
-            )
-            .expect("the edited state loads"),
+            card: card_from(&state, 99).expect("the edited state loads"),
             key: self.key,
             id: self.id,
         }
@@ -128,13 +153,13 @@ impl Tester {
     #[track_caller]
     fn refused(&mut self, apdu: &[u8], sw: u16, why: &str) {
         let before = self.state();
-        let before_bytes = encode(&before);
+        let before_bytes = bytes(&before);
         let (data, got) = self.send(apdu);
         assert_eq!(got, sw, "{why}: {:04X} instead of {sw:04X}", got);
         assert!(data.is_empty(), "{why}: an error carries no data");
         assert_eq!(self.state(), before, "{why}: the state changed");
         assert_eq!(
-            encode(&self.state()),
+            bytes(&self.state()),
             before_bytes,
             "{why}: the bytes changed"
         );
@@ -306,6 +331,7 @@ fn the_largest_amount_loads_and_the_request_works_in_every_encoding() {
     let apply = LoadApply {
         authorisation: authorise(&request),
         ticket_signature: None,
+        block_list: list(),
     }
     .encode();
     let (head, tail) = apply.split_at(30);
@@ -566,6 +592,7 @@ fn parameters_and_lengths_come_first() {
             LoadApply {
                 authorisation: signature,
                 ticket_signature: None,
+                block_list: list(),
             }
             .encode(),
         ),
@@ -799,9 +826,20 @@ fn load_apply_refusals() {
             LoadApply {
                 authorisation: good,
                 ticket_signature: Some([0x22; 64]),
+                block_list: list(),
             }
             .encode(),
         ),
+        ("no block list", tlv::primitive(0x9E, good).to_vec()),
+        (
+            "two block lists",
+            tlv::encode_all(&[tlv::primitive(0x9E, good), list().to_tlv(), list().to_tlv()]),
+        ),
+        ("a block list with 65 entries", {
+            let entries: Vec<BlockEntry> = (0..65u8).map(|i| BlockEntry::Card([i; 32])).collect();
+            let long = BlockList { entries, ..list() };
+            tlv::encode_all(&[tlv::primitive(0x9E, good), long.to_tlv()])
+        }),
     ];
     for (why, body) in malformed {
         t.refused(&command(ins::LOAD_APPLY, 0, 0, &body), 0x6A80, why);
@@ -811,16 +849,32 @@ fn load_apply_refusals() {
         ("ones", [0xFF; 64]),
         (
             "another issuer",
-            units::sign(&other_issuer(), domains::LOAD_AUTH, &first.message),
+            units::sign(
+                &other_issuer(),
+                domains::LOAD_AUTH,
+                &units::authorised(&first.message, LIST_VERSION),
+            ),
         ),
         (
             "another domain",
-            units::sign(&issuer(), domains::LOAD_CANCEL_ACK, &first.message),
+            units::sign(
+                &issuer(),
+                domains::LOAD_CANCEL_ACK,
+                &units::authorised(&first.message, LIST_VERSION),
+            ),
+        ),
+        (
+            "the request alone, without the list's version (v1 authorisation bytes)",
+            units::sign(&issuer(), domains::LOAD_AUTH, &first.message),
         ),
         ("the card's own signature", first.signature),
         ("over the EC answer", {
             let answer = first.to_tlv(tag::SIGNED_LOAD).expect("EC").to_vec();
-            units::sign(&issuer(), domains::LOAD_AUTH, &answer)
+            units::sign(
+                &issuer(),
+                domains::LOAD_AUTH,
+                &units::authorised(&answer, LIST_VERSION),
+            )
         }),
         ("a bit flipped", {
             let mut s = good;
@@ -861,6 +915,117 @@ fn load_apply_refusals() {
     other.ok(&load_apply(authorise(&theirs), None));
     assert_eq!(t.values().assets, vec![balance("JPY", 200)]);
     assert_eq!(other.values().assets, vec![balance("JPY", 100)]);
+}
+
+#[test]
+fn load_apply_keeps_the_newest_block_list_in_the_same_commit() {
+    let mut t = Tester::new(27);
+    assert_eq!(t.counters().block_list, 0, "no list before the first load");
+    assert_eq!(t.state().block_list, None);
+
+    let v3 = block_list(3, &[BlockEntry::Card([9; 32]), BlockEntry::Maker([8; 32])]);
+    let request = t.request(&jpy(10));
+    t.ok(&load_apply_with(
+        authorise_with(&request, 3),
+        None,
+        v3.clone(),
+    ));
+    assert_eq!(t.counters().block_list, 3, "GET DATA E5/84");
+    assert_eq!(t.state().block_list, Some(v3.clone()));
+    assert_eq!(t.values().assets, vec![balance("JPY", 10)]);
+
+    // An older list with an authorisation over its version: the load is the center's to
+    // authorise, and it is applied, but the card keeps the newer list it has.
+    let request = t.request(&jpy(5));
+    t.ok(&load_apply_with(
+        authorise_with(&request, 2),
+        None,
+        block_list(2, &[]),
+    ));
+    assert_eq!(
+        t.state().block_list,
+        Some(v3.clone()),
+        "an older list is not kept"
+    );
+    assert_eq!(t.values().assets, vec![balance("JPY", 15)]);
+    // The same version again changes nothing either.
+    let request = t.request(&jpy(1));
+    t.ok(&load_apply_with(
+        authorise_with(&request, 3),
+        None,
+        v3.clone(),
+    ));
+    assert_eq!(t.state().block_list, Some(v3));
+
+    let v5 = block_list(5, &[BlockEntry::Card(t.id)]);
+    let request = t.request(&jpy(1));
+    t.ok(&load_apply_with(
+        authorise_with(&request, 5),
+        None,
+        v5.clone(),
+    ));
+    assert_eq!(t.state().block_list, Some(v5), "a newer list is kept");
+    assert_eq!(t.counters().block_list, 5);
+    assert_eq!(t.values().assets, vec![balance("JPY", 17)]);
+    // The list survives a restart, and the state file decodes with it.
+    let restarted = t.edited(|_| {});
+    assert_eq!(restarted.state().block_list, t.state().block_list);
+}
+
+#[test]
+fn load_apply_refuses_a_block_list_the_issuer_did_not_sign_for_it() {
+    // A terminal that wants the card to forget a block (or to learn a list of its own)
+    // holds the center's authorisation, its own keys, and every list it has seen.
+    let mut t = Tester::new(28);
+    let request = t.request(&jpy(100));
+    let listed = [BlockEntry::Card([9; 32]), BlockEntry::Card([10; 32])];
+    let current = block_list(4, &listed);
+    let good = authorise_with(&request, 4);
+    let foreign = BlockList::sign(&other_issuer(), 4, &[]);
+    let by_foreign = units::sign(
+        &other_issuer(),
+        domains::LOAD_AUTH,
+        &units::authorised(&request.message, 4),
+    );
+    let mut edited = current.clone();
+    edited.entries.remove(0);
+    let mut renumbered = current.clone();
+    renumbered.version = 9;
+    let cases: Vec<(&str, [u8; 64], BlockList)> = vec![
+        ("a list signed by another key", good, foreign.clone()),
+        ("another key's list and authorisation", by_foreign, foreign),
+        ("an entry taken out of the issuer's list", good, edited),
+        ("the issuer's list with another version", good, renumbered),
+        (
+            "an authorisation for another list version (a newer one withheld)",
+            good,
+            block_list(3, &listed[..1]),
+        ),
+        (
+            "an authorisation for another list version (an older one)",
+            authorise_with(&request, 3),
+            current.clone(),
+        ),
+        (
+            "an authorisation for another list version (the same list renumbered)",
+            authorise_with(&request, 5),
+            current.clone(),
+        ),
+    ];
+    for (why, authorisation, list) in cases {
+        t.refused(&load_apply_with(authorisation, None, list), 0x6300, why);
+    }
+    // A missing list is a malformed body.
+    t.refused(
+        &command(ins::LOAD_APPLY, 0, 0, &tlv::primitive(0x9E, good).to_vec()),
+        0x6A80,
+        "no block list",
+    );
+    assert_eq!(t.state().block_list, None);
+    assert_eq!(t.values().assets, vec![]);
+    t.ok(&load_apply_with(good, None, current.clone()));
+    assert_eq!(t.state().block_list, Some(current));
+    assert_eq!(t.values().assets, vec![balance("JPY", 100)]);
 }
 
 #[test]
@@ -1183,25 +1348,25 @@ fn a_state_file_with_messages_of_another_card_is_corrupt() {
     t.cancel();
     t.request(&jpy(2));
     let state = t.state();
-    assert!(decode(&encode(&state)).is_ok());
+    assert!(decode(&bytes(&state)).is_ok());
 
     let foreign = Tester::new(61).request(&jpy(2));
     let mut pending = state.clone();
     pending.in_flight.pending_load = Some(foreign.clone());
-    assert!(decode(&encode(&pending)).is_err());
+    assert!(decode(&bytes(&pending)).is_err());
 
     let mut receipt = state.clone();
     receipt.in_flight.receipts[0].signed = foreign;
-    assert!(decode(&encode(&receipt)).is_err());
+    assert!(decode(&bytes(&receipt)).is_err());
 
     let mut counter = state.clone();
     counter.in_flight.receipts[0].counter = 5;
-    assert!(decode(&encode(&counter)).is_err());
+    assert!(decode(&bytes(&counter)).is_err());
 
     let mut kind = state;
     kind.in_flight.receipts[0].kind = ReceiptKind::Unload;
     assert!(
-        decode(&encode(&kind)).is_err(),
+        decode(&bytes(&kind)).is_err(),
         "a load request as an unload"
     );
 }

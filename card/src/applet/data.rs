@@ -23,6 +23,7 @@ impl Applet {
                 .own_card_id()
                 .map(|id| tlv::primitive(tag::CARD_ID, id)),
             tag::CERTIFICATE | tag::ISSUER_KEY | tag::ARBITER_KEY => self.personal_object(object),
+            tag::ROOT_KEY | tag::MAKER_CERTIFICATE => self.manufacture_object(object),
             _ => return Err(Status::IncorrectP1OrP2Parameter),
         };
         tlv.map(|t| t.to_vec()).ok_or(Status::KeyReferenceNotFound)
@@ -38,6 +39,17 @@ impl Applet {
         Some(tlv::primitive(object, value))
     }
 
+    /// C5 and C6: what manufacture gave the card, public both (the attestation secret is
+    /// never readable).
+    fn manufacture_object(&self, object: u16) -> Option<Tlv> {
+        let m = self.persistent.manufacture.as_ref()?;
+        let value = match object {
+            tag::ROOT_KEY => m.root_key.to_vec(),
+            _ => m.maker_certificate.clone(),
+        };
+        Some(tlv::primitive(object, value))
+    }
+
     fn counters(&self) -> Counters {
         Counters {
             load: self.persistent.load_counter,
@@ -47,13 +59,17 @@ impl Applet {
                 .personalization
                 .as_ref()
                 .map_or(0, |p| p.pin.tries_left),
+            block_list: self.persistent.block_list_version(),
         }
     }
 
     fn info(&self) -> CardInfo {
         let p = self.persistent.personalization.as_ref();
+        let m = self.persistent.manufacture.as_ref();
         CardInfo {
             life_cycle: self.life_cycle(),
+            root_key: m.map(|m| m.root_key.to_vec()),
+            maker_certificate: m.map(|m| m.maker_certificate.clone()),
             public_key: self.persistent.key.as_ref().map(|k| k.public.to_vec()),
             card_id: self.own_card_id(),
             certificate: p.map(|p| p.certificate.clone()),

@@ -52,6 +52,10 @@ enum Refusal {
     BadCertificate,
     #[error("the other card's certificate is this card's")]
     OwnCertificate,
+    #[error("this card, or its maker, is on the issuer's block list")]
+    Blocked,
+    #[error("the other card, or its maker, is on the issuer's block list")]
+    PeerBlocked,
     #[error("the value is not the one the user asked for")]
     NotWanted,
     #[error("the agreement is not the one this card computes")]
@@ -84,12 +88,13 @@ impl From<Refusal> for Status {
             | Refusal::DuplicateTicket
             | Refusal::BadCertificate
             | Refusal::OwnCertificate
+            | Refusal::PeerBlocked
             | Refusal::NotWanted
             | Refusal::AgreementMismatch
             | Refusal::SessionClash
             | Refusal::OtherAgreement => Status::IncorrectDataParameter,
             Refusal::PinNotVerified => Status::SecurityStatusNotSatisfied,
-            Refusal::NotAvailable | Refusal::WrongState | Refusal::Unusable => {
+            Refusal::NotAvailable | Refusal::WrongState | Refusal::Blocked | Refusal::Unusable => {
                 Status::ConditionsOfUseNotSatisfied
             }
             Refusal::SessionsFull | Refusal::StoreFull => Status::NotEnoughMemory,
@@ -201,6 +206,29 @@ impl Applet {
         })
     }
 
+    /// START, AGREE and CONFIRM are the steps that open or commit to an exchange: a card
+    /// the issuer blocked (lost, stolen, its key known to be out) takes none of them, so
+    /// that whoever holds it cannot spend with it offline. The card is named by its id, or
+    /// by its maker's id in its certificate. The steps that end a session (COMMIT, FINISH,
+    /// CANCEL, RESOLVE, APPLY VERDICT) stay open to it: they only settle what was agreed
+    /// before the block, and its honest counterparty must be able to settle too.
+    fn not_blocked(&self, own: &Own) -> Result<(), Refusal> {
+        match &self.persistent.block_list {
+            Some(list) if list.blocks(&own.certificate) => Err(Refusal::Blocked),
+            _ => Ok(()),
+        }
+    }
+
+    /// The other card of a START's agreement or a confirmation must not be on the list
+    /// either, by its id or by the maker its certificate names: a card that knows of the
+    /// block does not hand value to it.
+    fn peer_not_blocked(&self, certificate: &Certificate) -> Result<(), Refusal> {
+        match &self.persistent.block_list {
+            Some(list) if list.blocks(certificate) => Err(Refusal::PeerBlocked),
+            _ => Ok(()),
+        }
+    }
+
     fn plan_start(&self, body: &[u8], r1: [u8; 32]) -> Result<Plan, Refusal> {
         // START offers a value: the PIN comes before anything else, as for UNLOAD.
         if !self.volatile.pin_verified {
@@ -208,6 +236,7 @@ impl Applet {
         }
         let body = StartBody::decode(body).map_err(|_| Refusal::Malformed)?;
         let own = self.own()?;
+        self.not_blocked(&own)?;
         let p = &self.persistent;
         let mut next = p.clone();
         // Reserved now, V1 can be offered in no other session and spent in no other way;
@@ -248,7 +277,9 @@ impl Applet {
         }
         let body = AgreeBody::decode(body).map_err(|_| Refusal::Malformed)?;
         let own = self.own()?;
+        self.not_blocked(&own)?;
         let initiator = peer(&body.initiator_certificate, &own)?;
+        self.peer_not_blocked(&body.initiator_certificate)?;
         // The body carries both V1 and what the user wants of it: a terminal error, not a
         // terminal's malice, is what this catches (see SPEC.md).
         if body.v1 != body.wanted_v1 {
@@ -302,7 +333,9 @@ impl Applet {
         let p = &self.persistent;
         let (index, session) = self.started_session(&body.s1)?;
         let own = self.own()?;
+        self.not_blocked(&own)?;
         let responder = peer(&body.responder_certificate, &own)?;
+        self.peer_not_blocked(&body.responder_certificate)?;
         if body.v2 != session.v2 {
             return Err(Refusal::NotWanted);
         }
@@ -418,6 +451,12 @@ impl Applet {
         let sab = exchange::sign(&own.key, domains::CANCEL, &session.a, &session.s2);
         // RFC 6979: the same Sa that AGREE answered.
         let sa = exchange::sign(&own.key, domains::AGREE, &session.a, &session.s2);
+        // c and both certificates let the arbiter recompute a = H(c ‖ id_A ‖ id_B), and so
+        // check that this card, which signed Sab, is the session's responder: a cancel
+        // signed by any other card does not settle this session. c hides the values.
+        let c = exchange::values_commitment(&session.s1, &session.v1, &session.v2);
+        let initiator_certificate =
+            Certificate::decode(&session.initiator_certificate).map_err(|_| Refusal::Unusable)?;
         let mut next = self.persistent.clone();
         let mut pending = session.clone();
         pending.pending = true;
@@ -425,8 +464,10 @@ impl Applet {
         let answer = CancelAnswer {
             a: session.a,
             s2: session.s2,
+            c,
             sab,
             sa,
+            initiator_certificate,
             responder_certificate: own.certificate,
         }
         .encode();
@@ -435,7 +476,7 @@ impl Applet {
 
     fn plan_resolve(&self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
         let body = ResolveBody::decode(body).map_err(|_| Refusal::Malformed)?;
-        let (_, _, confirmed) = self.confirmed_session(&body.s2)?;
+        let (_, session, confirmed) = self.confirmed_session(&body.s2)?;
         let own = self.own()?;
         let responder_certificate =
             Certificate::decode(&confirmed.responder_certificate).map_err(|_| Refusal::Unusable)?;
@@ -445,6 +486,8 @@ impl Applet {
         Ok(ResolveAnswer {
             a: confirmed.a,
             s2: confirmed.s2,
+            // As in CANCEL: the arbiter recomputes a from c and the two certificates.
+            c: exchange::values_commitment(&session.s1, &session.v1, &session.v2),
             sr,
             sa: confirmed.sa,
             initiator_certificate: own.certificate,

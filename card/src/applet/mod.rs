@@ -4,6 +4,7 @@
 //! presence, then the life-cycle state, and only then the command's own handler, so that
 //! a handler never sees a command that the table in `apdu-spec` does not allow.
 
+mod attest;
 mod auth;
 mod data;
 mod exchange;
@@ -31,6 +32,9 @@ pub struct Applet {
     /// The last state that reached storage. After every command `persistent` equals it:
     /// a change that was not committed is discarded, never half-kept.
     committed: Persistent,
+    /// A commit failed and the card could tell neither that storage holds the planned state
+    /// nor that it holds `committed`: the next command reads storage again first.
+    stale: bool,
     volatile: Volatile,
     storage: Box<dyn Storage + Send>,
     rng: StdRng,
@@ -47,6 +51,8 @@ struct KeyCache {
     card: Option<([u8; 32], SigningKey)>,
     issuer: Option<([u8; 33], VerifyingKey)>,
     arbiter: Option<([u8; 33], VerifyingKey)>,
+    root: Option<([u8; 33], VerifyingKey)>,
+    attestation: Option<([u8; 32], SigningKey)>,
 }
 
 /// The key parsed from `bytes`, from `slot` when it holds the same bytes.
@@ -77,7 +83,7 @@ impl Applet {
             Some(bytes) => decode(&bytes)?,
             None => {
                 let blank = Persistent::blank();
-                storage.commit(&encode(&blank))?;
+                storage.commit(&encode(&blank)?)?;
                 blank
             }
         };
@@ -88,6 +94,7 @@ impl Applet {
         Ok(Applet {
             committed: persistent.clone(),
             persistent,
+            stale: false,
             volatile: Volatile::default(),
             storage,
             rng,
@@ -110,6 +117,9 @@ impl Applet {
     }
 
     pub fn process(&mut self, apdu: &Apdu) -> Result<Vec<u8>, Status> {
+        if self.stale {
+            self.reread()?;
+        }
         let def =
             commands::lookup(apdu.cla, apdu.ins).ok_or(Status::InstructionNotSupportedOrInvalid)?;
         if def.ins == ins::TEST_RESET && !self.test_mode {
@@ -149,9 +159,10 @@ impl Applet {
             ins::VERIFY => self.verify(apdu.data),
             ins::CHANGE_REFERENCE_DATA => self.change_pin(apdu.data),
             ins::INTERNAL_AUTHENTICATE => self.internal_authenticate(apdu.data),
+            ins::ATTEST => self.attest(apdu.data),
             ins::GENERATE_KEY => self.generate_key(),
             ins::PERSONALIZE => self.personalize(apdu.data),
-            ins::TEST_RESET => self.test_reset(),
+            ins::TEST_RESET => self.test_reset(apdu.data),
             ins::LOAD_REQUEST => self.load_request(apdu.data),
             ins::LOAD_APPLY => self.load_apply(apdu.data),
             ins::LOAD_CANCEL => self.load_cancel(),
@@ -176,23 +187,80 @@ impl Applet {
         }
     }
 
-    /// Commits the persistent state before the card answers. On failure the card goes back
-    /// to what storage holds and answers 6581.
+    /// Commits the persistent state before the card answers.
+    ///
+    /// 6581 promises that the card kept its previous state, and the terminal tells the user
+    /// so; a failed commit is therefore never taken at its word. The card reads back what
+    /// storage holds: the planned state (the rename was done, a flush after it failed)
+    /// means the command took effect, and it succeeds; the previous state means it did
+    /// not, and the card answers 6581. When it cannot tell, see [`Self::settle`].
     fn commit(&mut self) -> Result<(), Status> {
-        match self.storage.commit(&encode(&self.persistent)) {
-            Ok(()) => {
-                self.committed = self.persistent.clone();
-                Ok(())
-            }
-            Err(_) => {
-                self.persistent = match self.storage.load() {
-                    Ok(Some(bytes)) => decode(&bytes).unwrap_or_else(|_| self.committed.clone()),
-                    _ => self.committed.clone(),
-                };
-                self.committed = self.persistent.clone();
-                Err(Status::MemoryFailure)
+        // Whatever happens below, `persistent` is only ever a state storage holds.
+        let planned = std::mem::replace(&mut self.persistent, self.committed.clone());
+        // A state that cannot be serialised is refused, before anything is written.
+        let bytes = encode(&planned).map_err(|_| Status::MemoryFailure)?;
+        let kept = self.storage.commit(&bytes).is_ok() || self.settle(&planned);
+        if !kept {
+            return Err(Status::MemoryFailure);
+        }
+        self.committed = planned.clone();
+        self.persistent = planned;
+        Ok(())
+    }
+
+    /// After a failed commit of `planned`: whether storage holds it after all. When not,
+    /// storage holds the previous state (`committed`, which `persistent` is again), except
+    /// in the one case the card cannot make sure of: then `stale` is set.
+    ///
+    /// Storage that cannot be read back, or that holds neither state (its contract rules
+    /// that out), gets the previous state written again, so that 6581 stays true: no answer
+    /// has left the card, so undoing the command is allowed. Only when that write fails too
+    /// and storage still cannot be read does the card answer 6581 without knowing: its
+    /// storage neither writes nor reads, which is a card whose power was cut after the
+    /// commit as far as the protocols go (every flow survives that), and the next command
+    /// reads storage first and works from what it finds.
+    fn settle(&mut self, planned: &Persistent) -> bool {
+        match self.stored() {
+            Some(found) if found == *planned => return true,
+            Some(found) if found == self.committed => return false,
+            _ => {}
+        }
+        let rolled_back = encode(&self.committed)
+            .map(|previous| self.storage.commit(&previous).is_ok())
+            .unwrap_or(false);
+        if rolled_back {
+            return false;
+        }
+        match self.stored() {
+            Some(found) if found == *planned => true,
+            Some(found) if found == self.committed => false,
+            _ => {
+                self.stale = true;
+                false
             }
         }
+    }
+
+    /// What storage holds, if it can be read and decoded.
+    fn stored(&mut self) -> Option<Persistent> {
+        let bytes = self.storage.load().ok().flatten()?;
+        decode(&bytes).ok()
+    }
+
+    /// Before a command, after a commit whose outcome the card could not tell: work from
+    /// what storage holds. While it cannot be read, every command answers 6581 and changes
+    /// nothing.
+    fn reread(&mut self) -> Result<(), Status> {
+        let found = self.stored().ok_or(Status::MemoryFailure)?;
+        if found != self.persistent {
+            // The command whose answer was 6581 did take effect after all: nothing the
+            // volatile state says about the old state holds any more.
+            self.clear_volatile();
+        }
+        self.committed = found.clone();
+        self.persistent = found;
+        self.stale = false;
+        Ok(())
     }
 
     fn life_cycle(&self) -> LifeCycle {
@@ -236,6 +304,23 @@ impl Applet {
         })
     }
 
+    /// The scheme root's key from manufacture.
+    fn root_key(&self) -> Option<VerifyingKey> {
+        let bytes = self.persistent.manufacture.as_ref()?.root_key;
+        cached(&mut self.keys.borrow_mut().root, bytes, |b| {
+            cert::decode_public_key(b)
+        })
+    }
+
+    /// The attestation key from manufacture. `decode` refuses a state file where it is not
+    /// the key the maker certified.
+    fn attestation_key(&self) -> Option<SigningKey> {
+        let secret = self.persistent.manufacture.as_ref()?.attestation_secret.0;
+        cached(&mut self.keys.borrow_mut().attestation, secret, |s| {
+            SigningKey::from_slice(s).ok()
+        })
+    }
+
     /// The certificate PERSONALIZE installed, which verified under the issuer key then.
     fn own_certificate(&self) -> Option<Certificate> {
         self.persistent
@@ -264,6 +349,7 @@ fn params_allowed(def: &CommandDef, apdu: &Apdu) -> bool {
         }
         // INTERNAL AUTHENTICATE names no algorithm or key: the card has one key.
         ins::INTERNAL_AUTHENTICATE
+        | ins::ATTEST
         | ins::GENERATE_KEY
         | ins::PERSONALIZE
         | ins::TEST_RESET
@@ -290,9 +376,11 @@ fn params_allowed(def: &CommandDef, apdu: &Apdu) -> bool {
 }
 
 /// The state-file encoding: JSON, so that a developer can read a card's state.
-pub fn encode(state: &Persistent) -> Vec<u8> {
-    // Serialising plain data with string keys cannot fail.
-    serde_json::to_vec_pretty(state).unwrap_or_default()
+///
+/// An error here refuses the command that made the state (6581), before anything is
+/// written: an empty or partial file would be a card that lost everything.
+pub fn encode(state: &Persistent) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec_pretty(state).map_err(|e| StorageError::Serialise(e.to_string()))
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Persistent, StorageError> {
@@ -301,19 +389,53 @@ pub fn decode(bytes: &[u8]) -> Result<Persistent, StorageError> {
         path: String::new(),
         reason,
     };
+    // The format first, alone: a file of another format is named as such, not as a file
+    // that misses this format's fields.
+    #[derive(serde::Deserialize)]
+    struct Format {
+        format: u32,
+    }
+    let Format { format } = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if format != crate::state::FORMAT {
+        return Err(StorageError::Format { found: format });
+    }
     let state: Persistent = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    if state.format != crate::state::FORMAT {
-        return Err(corrupt(format!("unknown format {}", state.format)));
+    if let Some(m) = &state.manufacture
+        && !m.is_consistent()
+    {
+        return Err(corrupt(
+            "the manufacture record does not fit together: its attestation key is not the one \
+             the maker certified, or its root key is not a P-256 point"
+                .into(),
+        ));
     }
     if let Some(key) = &state.key
         && !key.is_consistent()
     {
         return Err(corrupt("the card key is not a P-256 key pair".into()));
     }
-    if let Some(p) = &state.personalization
-        && apdu_spec::cert::decode_public_key(&p.issuer_key).is_none()
-    {
-        return Err(corrupt("the issuer key is not a P-256 point".into()));
+    if let Some(p) = &state.personalization {
+        if state.manufacture.is_none() {
+            // PERSONALIZE checks the anchors under the root key from manufacture.
+            return Err(corrupt(
+                "a personalised card without a manufacture record".into(),
+            ));
+        }
+        if cert::decode_public_key(&p.issuer_key).is_none()
+            || cert::decode_public_key(&p.arbiter_key).is_none()
+        {
+            return Err(corrupt(
+                "the issuer or arbiter key is not a P-256 point".into(),
+            ));
+        }
+    }
+    if let Some(list) = &state.block_list {
+        if state.personalization.is_none() {
+            return Err(corrupt("a block list on a card that is not active".into()));
+        }
+        if list.entries.len() > apdu_spec::blocklist::MAX_ENTRIES {
+            return Err(corrupt("the block list is longer than a card keeps".into()));
+        }
     }
     if !units::in_flight_is_consistent(&state) {
         return Err(corrupt(

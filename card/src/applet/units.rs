@@ -149,13 +149,23 @@ impl Applet {
             _ => return Err(Refusal::Malformed),
         };
         let issuer = self.units_issuer()?;
-        // The authorisation covers the pending request's own bytes: its card id and its
-        // counter. One made for an older request, another card's request or a request this
-        // card cancelled covers other bytes and fails here.
+        // The block list travels with every load, signed by the issuer: a list of another
+        // key is refused whatever its version, so no terminal can make the card forget a
+        // block by handing it a list of its own.
+        apply
+            .block_list
+            .verify(&issuer)
+            .map_err(|_| Refusal::BadSignature)?;
+        // The authorisation covers the pending request's own bytes (its card id and its
+        // counter) and the version of the list beside it. One made for an older request,
+        // another card's request or a request this card cancelled covers other bytes and
+        // fails here; so does one whose list the terminal withheld or swapped for another
+        // version (an older list, say, from before this card's peer was blocked).
+        let authorised = units::authorised(&pending.message, apply.block_list.version);
         if !units::verify(
             &issuer,
             domains::LOAD_AUTH,
-            &pending.message,
+            &authorised,
             &apply.authorisation,
         ) {
             return Err(Refusal::BadSignature);
@@ -191,6 +201,12 @@ impl Applet {
             }
         }
         next.in_flight.pending_load = None;
+        // The list is kept in the same commit as the credit: a load never lands without
+        // the card learning the blocks the center knew when it authorised it. An older
+        // version than the card's own (the center's list only grows) is not kept.
+        if apply.block_list.version > p.block_list_version() {
+            next.block_list = Some(apply.block_list);
+        }
         Ok((next, Vec::new()))
     }
 
