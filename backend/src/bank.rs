@@ -25,15 +25,22 @@ use crate::admin::AdminToken;
 use crate::clock::{Clock, DAY};
 use crate::db::{Constraint, Database, DbError, Migration, Row, Tx, Value};
 use crate::error::{ApiError, ApiResult, invalid};
-use crate::keys::{self, KeyCache, KeyTable};
+use crate::keys::{self, KeyCache, StartError};
 
 pub use credentials::{CAPACITY as CREDENTIAL_CACHE_CAPACITY, TTL as CREDENTIAL_CACHE_TTL};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../migrations/sqlite/bank/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../migrations/sqlite/bank/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_key_file",
+        sql: include_str!("../migrations/sqlite/bank/0002_key_file.sql"),
+    },
+];
 
 /// The longest deposit reference.
 pub const MAX_REFERENCE_LEN: usize = 64;
@@ -133,27 +140,31 @@ const KEY_COLUMNS: &str =
     "key_id, amount, currency, epoch, valid_from, withdraw_until, redeem_until, public_key";
 
 impl Bank {
-    /// Opens the bank's SQLite database (`:memory:` works) and loads or makes its key.
+    /// Opens the bank's SQLite database (`:memory:` works) for the bank key `bank_key`
+    /// (from its key file).
     pub fn open(
         path: &str,
         clock: Arc<dyn Clock>,
         config: BankConfig,
+        bank_key: SigningKey,
         admin_token: &str,
-    ) -> Result<Self, String> {
-        let db = Database::open_sqlite(path, "bank", MIGRATIONS).map_err(|e| e.to_string())?;
-        Self::new(db, clock, config, admin_token)
+    ) -> Result<Self, StartError> {
+        let db = Database::open_sqlite(path, "bank", MIGRATIONS)?;
+        Self::new(db, clock, config, bank_key, admin_token)
     }
 
-    /// A bank over a database already brought to the bank's schema.
+    /// A bank over a database already brought to the bank's schema. The key must be the
+    /// database's, if it was started before.
     pub fn new(
         db: Database,
         clock: Arc<dyn Clock>,
         config: BankConfig,
+        bank_key: SigningKey,
         admin_token: &str,
-    ) -> Result<Self, String> {
-        config.check()?;
-        let admin = AdminToken::new(admin_token)?;
-        let bank_key = keys::load_or_generate(&db, KeyTable::Bank).map_err(|e| e.to_string())?;
+    ) -> Result<Self, StartError> {
+        config.check().map_err(StartError::Config)?;
+        let admin = AdminToken::new(admin_token).map_err(StartError::Config)?;
+        keys::bind(&db, "bank", bank_key.verifying_key())?;
         Ok(Bank {
             db,
             clock,
@@ -349,7 +360,7 @@ impl Bank {
             denominations: self.config.denominations.clone(),
             keys,
         };
-        Ok(SignedKeyList::sign(&list, &self.bank_key))
+        SignedKeyList::sign(&list, &self.bank_key).map_err(ApiError::internal)
     }
 
     /// Debits the account and blind-signs one token. Idempotent on the blinded message.

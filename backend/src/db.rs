@@ -143,6 +143,14 @@ pub enum DbError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "the database is at schema version {found} of {role}, older than this program's {known}"
+    )]
+    TooOld {
+        role: String,
+        found: i64,
+        known: i64,
+    },
     #[error("database error: {0}")]
     Engine(String),
 }
@@ -179,9 +187,13 @@ pub type TxBody<'a> = dyn FnMut(&mut dyn Tx) -> Result<bool, DbError> + 'a;
 /// An SQL engine.
 pub trait Engine: Send + Sync {
     /// Runs `body` in one serialisable write transaction; commits if it returns `Ok(true)`,
-    /// and rolls back otherwise (also on a panic).
+    /// and rolls back otherwise (also on a panic). On a read-only database, one consistent
+    /// read snapshot.
     fn run(&self, body: &mut TxBody<'_>) -> Result<(), DbError>;
     fn dump(&self) -> Result<Dump, DbError>;
+    /// Writes a consistent copy of the whole database to a new file `path` (a backup; the
+    /// audit's tests tamper with copies).
+    fn copy_to(&self, path: &str) -> Result<(), DbError>;
 }
 
 /// One versioned migration file.
@@ -212,6 +224,56 @@ impl Database {
         };
         db.migrate(role, migrations)?;
         Ok(db)
+    }
+
+    /// Opens an existing SQLite database for reading only (the audit): nothing is migrated
+    /// nor written, and the schema must be exactly `migrations`' newest version, so that
+    /// every query means what the program thinks it means.
+    pub fn open_sqlite_read_only(
+        path: &str,
+        role: &str,
+        migrations: &[Migration],
+    ) -> Result<Self, DbError> {
+        let db = Database {
+            engine: Box::new(Sqlite::open_read_only(path)?),
+        };
+        let known = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+        let found = db.schema_version()?;
+        if found > known {
+            return Err(DbError::TooNew {
+                role: role.to_owned(),
+                found,
+                known,
+            });
+        }
+        if found < known {
+            return Err(DbError::TooOld {
+                role: role.to_owned(),
+                found,
+                known,
+            });
+        }
+        Ok(db)
+    }
+
+    /// The newest migration applied, 0 for a database without any.
+    pub fn schema_version(&self) -> Result<i64, DbError> {
+        self.transaction(|tx| {
+            let table = tx.query_opt(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+                &[],
+            )?;
+            if table.is_none() {
+                return Ok(0);
+            }
+            match tx.query_opt("SELECT MAX(version) FROM schema_migrations", &[])? {
+                Some(row) => match row.0.first() {
+                    Some(Value::Int(v)) => Ok(*v),
+                    _ => Ok(0),
+                },
+                None => Ok(0),
+            }
+        })
     }
 
     /// Applies the migrations this database has not seen yet, in order.
@@ -286,6 +348,11 @@ impl Database {
     pub fn dump(&self) -> Result<Dump, DbError> {
         self.engine.dump()
     }
+
+    /// Writes a consistent copy of the database to the new file `path`.
+    pub fn copy_to(&self, path: &str) -> Result<(), DbError> {
+        self.engine.copy_to(path)
+    }
 }
 
 // ---- SQLite ----------------------------------------------------------------------------
@@ -294,6 +361,7 @@ impl Database {
 /// and every request here is a short transaction.
 struct Sqlite {
     conn: Mutex<Connection>,
+    read_only: bool,
 }
 
 fn engine_error(e: rusqlite::Error) -> DbError {
@@ -333,6 +401,28 @@ impl Sqlite {
         }
         Ok(Sqlite {
             conn: Mutex::new(conn),
+            read_only: false,
+        })
+    }
+
+    /// An existing database file, opened so that no statement can write to it.
+    fn open_read_only(path: &str) -> Result<Self, DbError> {
+        if path == ":memory:" || !Path::new(path).is_file() {
+            return Err(DbError::Engine(format!("{path}: no such database file")));
+        }
+        let conn = Connection::open_with_flags(
+            Path::new(path),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(engine_error)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(engine_error)?;
+        // A second lock: even a statement that tried would be refused.
+        conn.pragma_update(None, "query_only", true)
+            .map_err(engine_error)?;
+        Ok(Sqlite {
+            conn: Mutex::new(conn),
+            read_only: true,
         })
     }
 
@@ -406,9 +496,15 @@ impl Engine for Sqlite {
     fn run(&self, body: &mut TxBody<'_>) -> Result<(), DbError> {
         let mut conn = self.lock();
         // IMMEDIATE takes the write lock at BEGIN: a read-then-write body cannot be
-        // overtaken by another process between its read and its write.
+        // overtaken by another process between its read and its write. A read-only
+        // connection takes no write lock: DEFERRED reads one snapshot.
+        let behavior = if self.read_only {
+            TransactionBehavior::Deferred
+        } else {
+            TransactionBehavior::Immediate
+        };
         let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .transaction_with_behavior(behavior)
             .map_err(engine_error)?;
         let commit = body(&mut SqliteTx(&tx))?;
         if commit {
@@ -435,6 +531,13 @@ impl Engine for Sqlite {
             dump.insert(name, rows);
         }
         Ok(dump)
+    }
+
+    fn copy_to(&self, path: &str) -> Result<(), DbError> {
+        let conn = self.lock();
+        conn.execute("VACUUM INTO ?1", [path])
+            .map(|_| ())
+            .map_err(engine_error)
     }
 }
 

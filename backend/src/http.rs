@@ -30,12 +30,13 @@ use utoipa_axum::routes;
 use valuecard_protocol::ErrorCode;
 use valuecard_protocol::api::{
     ARBITER_PREFIX, AccountBalance, AccountBalanceRequest, AccountOpened, ArbiterCancelRequest,
-    ArbiterInfo, ArbiterResolveRequest, BANK_PREFIX, CENTER_PREFIX, CancelAcknowledgement,
-    CardBalance, CardBalanceRequest, CardLedger, CenterInfo, Challenge, ChallengeRequest,
-    DepositAnswer, DepositRequest, ErrorBody, IssuedTicket, KeysImported, LedgerRequest,
-    LoadAuthorisation, LoadCancellation, LoadOrder, OpenAccountRequest, RedeemRequest, Redemption,
-    RegisterRequest, Registration, TicketIssueRequest, UnloadAcknowledgement, UnloadOrder, Verdict,
-    VerdictAnswer, WithdrawAnswer, WithdrawRequest,
+    ArbiterInfo, ArbiterResolveRequest, BANK_PREFIX, BlockAnswer, BlockList, BlockListStatus,
+    BlockRequest, CENTER_PREFIX, CancelAcknowledgement, CardBalance, CardBalanceRequest,
+    CardLedger, CenterInfo, Challenge, ChallengeRequest, DepositAnswer, DepositRequest, ErrorBody,
+    FloatReport, IssuedTicket, KeysImported, LedgerRequest, LoadAuthorisation, LoadCancellation,
+    LoadOrder, OpenAccountRequest, RedeemRequest, Redemption, RegisterRequest, Registration,
+    TicketIssueRequest, UnloadAcknowledgement, UnloadOrder, Verdict, VerdictAnswer, WithdrawAnswer,
+    WithdrawRequest,
 };
 use valuecard_protocol::keylist::SignedKeyList;
 
@@ -46,6 +47,33 @@ use crate::error::{ApiError, ApiResult};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// How the issuer's signed block list (`apdu_spec::blocklist::BlockList`, which knows
+/// nothing of OpenAPI) travels as JSON: for the documents only.
+#[derive(utoipa::ToSchema)]
+#[schema(as = BlockList)]
+#[allow(dead_code)]
+struct BlockListSchema {
+    /// The number of blocks staff have made: version n is the list after the n-th block.
+    version: u32,
+    /// The newest 64 blocks at most, oldest first.
+    entries: Vec<BlockEntrySchema>,
+    /// The issuer's signature (valuecard/block-list/v1) over the F1 encoding of the
+    /// version and the entries, r || s, hex.
+    signature: String,
+}
+
+/// A blocked card (`{"kind": "card", "id": "<64 hex>"}`) or card maker (`{"kind": "maker",
+/// ...}`).
+#[derive(utoipa::ToSchema)]
+#[schema(as = BlockEntry)]
+#[allow(dead_code)]
+struct BlockEntrySchema {
+    /// `card` or `maker`.
+    kind: String,
+    /// The card id or maker id, 32 bytes, hex.
+    id: String,
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -283,17 +311,25 @@ pub fn bank_openapi() -> utoipa::openapi::OpenApi {
 #[openapi(
     info(
         title = "valuecard center",
-        description = "Card registration (a unit account per card public key), the bank's keys, \
-                       token redemption, and units between the center and a card: loads, load \
-                       cancellations, unloads and tickets (PROTOCOLS.md, \"Units between center \
-                       and card\"). The card's signed messages (E7 load requests, E8 unload \
-                       receipts) travel as hex, exactly as the card answered them (apdu-spec \
-                       `units`), and the center answers the issuer's signatures over the same \
-                       bytes. Every error is an ErrorBody with a stable code, and a refused \
-                       request changes nothing. Money-moving requests are idempotent on their \
-                       natural key: a token's nonce, a load's, cancellation's or unload's (card \
-                       id, counter), a ticket's (asset, serial); a retry returns the first \
-                       answer with `replayed` set. All times the center keeps are days.",
+        description = "Card registration (a unit account per card public key, for cards whose \
+                       key a trusted card maker vouches for), the bank's keys, token redemption, \
+                       and units between the center and a card: loads, load cancellations, \
+                       unloads and tickets (PROTOCOLS.md, \"Units between center and card\"); \
+                       the issuer's block list and the float (invariant 5). The card's signed \
+                       messages (E9 attestations, E7 load requests, E8 unload receipts) travel \
+                       as hex, exactly as the card answered them (apdu-spec `maker`, `units`), \
+                       and the center answers the issuer's signatures over the same bytes. A \
+                       blocked card (by its id or its maker's) gets no registration, load, \
+                       unload, ticket, balance or ledger by card proof; its load cancellations \
+                       still go through. An unload that would take the float (loads − refunds \
+                       − unloads, what all cards hold) below zero is refused and raises an \
+                       alarm. No total passes 2^63 − 1. Every error is an ErrorBody with a \
+                       stable code, and a refused request changes nothing (but a \
+                       float_exceeded unload records its alarm). Money-moving requests are \
+                       idempotent on their natural key: a token's nonce, a load's, \
+                       cancellation's or unload's (card id, counter), a ticket's (asset, \
+                       serial), a block's (kind, id); a retry returns the first answer with \
+                       `replayed` set. All times the center keeps are days.",
         version = "1"
     ),
     components(schemas(ErrorBody)),
@@ -302,7 +338,9 @@ pub fn bank_openapi() -> utoipa::openapi::OpenApi {
 )]
 struct CenterDoc;
 
-/// The keys a card is personalised with, and the bank the center trusts.
+/// The keys a card is personalised with (the root's anchors over the issuer and the arbiter
+/// keys), the scheme root, the bank the center trusts, and the card makers whose cards it
+/// registers.
 #[utoipa::path(get, path = "/v1/info", tag = "center", responses((status = 200, body = CenterInfo)))]
 async fn info(State(center): State<Arc<Center>>) -> Json<CenterInfo> {
     Json(center.info())
@@ -321,13 +359,19 @@ async fn challenges(
     blocking(move || center.challenge(&req)).await.map(Json)
 }
 
-/// Registers a card and issues its certificate. A card registered before gets its first
-/// certificate again (`replayed`).
+/// Registers a card and issues its certificate (which names the card's maker), with the
+/// root's anchors for PERSONALIZE. The card signs a register challenge (INTERNAL
+/// AUTHENTICATE) and attests its key over the same challenge (ATTEST): the center takes only
+/// keys that a maker it trusts vouches for, one card key per attestation key, and neither a
+/// blocked card nor a card of a blocked maker. A card registered before gets its first
+/// certificate again (`replayed`). A refusal writes nothing and leaves the challenge unused.
 #[utoipa::path(post, path = "/v1/cards", tag = "center", request_body = RegisterRequest,
     responses(
         (status = 200, body = Registration),
-        (status = 400, body = ErrorBody, description = "malformed_request, invalid_field"),
-        (status = 422, body = ErrorBody, description = "bad_challenge, bad_signature"),
+        (status = 400, body = ErrorBody, description = "malformed_request, invalid_field: the public key is not a compressed P-256 point"),
+        (status = 403, body = ErrorBody, description = "untrusted_maker: the attestation's maker is not one this center trusts; card_blocked: the card, or its maker, is blocked"),
+        (status = 409, body = ErrorBody, description = "attestation_reused: this chip's attestation key registered another card key already; already_registered: the card key is registered with another chip's attestation, or was registered before cards were attested"),
+        (status = 422, body = ErrorBody, description = "bad_challenge: unknown, used, expired or for another purpose; bad_signature: the proof is not the card's; bad_attestation: none, malformed, not over this key and challenge, or not certified by the maker it names"),
     ))]
 async fn register(
     State(center): State<Arc<Center>>,
@@ -371,6 +415,8 @@ async fn redeem(
 #[utoipa::path(post, path = "/v1/balance", tag = "center", request_body = CardBalanceRequest,
     responses(
         (status = 200, body = CardBalance),
+        (status = 400, body = ErrorBody, description = "malformed_request"),
+        (status = 403, body = ErrorBody, description = "card_blocked"),
         (status = 404, body = ErrorBody, description = "unknown_card"),
         (status = 422, body = ErrorBody, description = "bad_challenge, bad_signature"),
     ))]
@@ -383,14 +429,16 @@ async fn card_balance(
 
 /// Authorises a card's signed load request (LOAD REQUEST's answer): debits the card's unit
 /// account, or hands it its ticket, once per (card id, counter), and answers the issuer's
-/// authorisation, the body of LOAD APPLY. The same request again returns the same answer
-/// (`replayed`) and debits nothing more, even after the certificate has expired. The
-/// request must be the canonical E7 encoding the card makes.
+/// authorisation over the request and the version of the issuer's current block list, with
+/// that list: the body of LOAD APPLY. The same request again returns the same answer (the
+/// same authorisation and list, `replayed`) and debits nothing more, even after the
+/// certificate has expired. The request must be the canonical E7 encoding the card makes.
 #[utoipa::path(post, path = "/v1/loads", tag = "center", request_body = LoadOrder,
     responses(
         (status = 200, body = LoadAuthorisation),
-        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, bad hex); invalid_field: not a canonical E7 load request (zero amount, bad asset code or serial...), a signature that is not 64 bytes, units of an asset other than the center's currency"),
-        (status = 404, body = ErrorBody, description = "unknown_card; unknown_ticket: no ticket with this asset and serial was issued to this card"),
+        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, bad hex); invalid_field: not a canonical E7 load request (zero amount, bad asset code or serial...), a signature that is not 64 bytes, units of an asset other than the center's currency, an amount that would take the card's loaded total or the float past 2^63 - 1"),
+        (status = 403, body = ErrorBody, description = "card_blocked: the card, or its maker, is blocked"),
+        (status = 404, body = ErrorBody, description = "unknown_card (also a card registered before cards were attested); unknown_ticket: no ticket with this asset and serial was issued to this card"),
         (status = 409, body = ErrorBody, description = "load_cancelled: the card cancelled this request, which is never authorised; conflict: the counter was authorised for another request, or the ticket is delivered already"),
         (status = 422, body = ErrorBody, description = "bad_signature: not the card's signature under valuecard/load-request/v1; certificate_expired; insufficient_funds"),
     ))]
@@ -407,7 +455,7 @@ async fn loads(
 /// account, or its ticket is free again. A request it never authorised is `voided`: nothing
 /// moves (rather than an error, so that the card can clear its cancellation), and a later
 /// load of it is refused with load_cancelled. The same cancellation again returns the same
-/// answer.
+/// answer. A blocked card's cancellations are taken too: they only move units back.
 #[utoipa::path(post, path = "/v1/load-cancellations", tag = "center", request_body = LoadCancellation,
     responses(
         (status = 200, body = CancelAcknowledgement),
@@ -427,14 +475,18 @@ async fn load_cancellations(
 
 /// Credits a card's signed unload receipt (UNLOAD's answer) to its unit account, once per
 /// (card id, counter), and answers the issuer's acknowledgement, the body of UNLOAD ACK with
-/// P1 01. The same receipt again returns the same answer and credits nothing more.
+/// P1 01. The same receipt again returns the same answer and credits nothing more. An
+/// unload larger than the float (what all cards were loaded with, less what came back) is
+/// refused with float_exceeded: no genuine card signs one. It is recorded as an alarm (`GET
+/// /center/v1/float`; one per card and counter, a few per card at most) and logged.
 #[utoipa::path(post, path = "/v1/unloads", tag = "center", request_body = UnloadOrder,
     responses(
         (status = 200, body = UnloadAcknowledgement),
-        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, bad hex); invalid_field: not a canonical E8 unload receipt (zero amount, a ticket...), a signature that is not 64 bytes, units of an asset other than the center's currency"),
-        (status = 404, body = ErrorBody, description = "unknown_card"),
+        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, bad hex); invalid_field: not a canonical E8 unload receipt (zero amount, a ticket...), a signature that is not 64 bytes, units of an asset other than the center's currency, an amount that would take the card's totals past 2^63 - 1"),
+        (status = 403, body = ErrorBody, description = "card_blocked: the card, or its maker, is blocked"),
+        (status = 404, body = ErrorBody, description = "unknown_card (also a card registered before cards were attested)"),
         (status = 409, body = ErrorBody, description = "conflict: the counter was unloaded with another receipt"),
-        (status = 422, body = ErrorBody, description = "bad_signature: not the card's signature under valuecard/unload/v1"),
+        (status = 422, body = ErrorBody, description = "bad_signature: not the card's signature under valuecard/unload/v1; float_exceeded: the cards hold less of the asset than the receipt gives back (an alarm is recorded)"),
     ))]
 async fn unloads(
     State(center): State<Arc<Center>>,
@@ -453,6 +505,7 @@ async fn unloads(
         (status = 200, body = IssuedTicket),
         (status = 400, body = ErrorBody, description = "malformed_request (not JSON, bad hex); invalid_field: an asset code that is not 1 to 8 printable ASCII characters or is the center's currency, a serial that is not 1 to 32 bytes"),
         (status = 401, body = ErrorBody, description = "admin_unauthorized"),
+        (status = 403, body = ErrorBody, description = "card_blocked"),
         (status = 404, body = ErrorBody, description = "unknown_card"),
         (status = 409, body = ErrorBody, description = "conflict: the asset and serial were issued to another card"),
     ))]
@@ -472,13 +525,14 @@ async fn tickets(
 /// by the card, which this uses up. The entries are the value movements (redemptions, loads,
 /// refunds, unloads, tickets issued), by day; a voided cancellation moved nothing and is not
 /// one. The totals are in the center's currency: the balance is redeemed − loaded +
-/// refunded + unloaded.
+/// refunded + unloaded. A blocked card's ledger is for the staff only.
 #[utoipa::path(post, path = "/v1/ledger", tag = "center", request_body = LedgerRequest,
     security((), ("admin" = [])),
     responses(
         (status = 200, body = CardLedger),
         (status = 400, body = ErrorBody, description = "malformed_request"),
         (status = 401, body = ErrorBody, description = "admin_unauthorized: a wrong admin token, or neither the token nor a proof"),
+        (status = 403, body = ErrorBody, description = "card_blocked: by card proof, for a blocked card"),
         (status = 404, body = ErrorBody, description = "unknown_card"),
         (status = 422, body = ErrorBody, description = "bad_challenge, bad_signature"),
     ))]
@@ -489,6 +543,56 @@ async fn ledger(
 ) -> ApiResult<Json<CardLedger>> {
     let admin = bearer(&headers);
     blocking(move || center.ledger(admin.as_deref(), &req))
+        .await
+        .map(Json)
+}
+
+/// Blocks a card (lost, stolen, its key known to be extracted) or a card maker (every card
+/// it vouched for), for good, and answers the issuer's block list after it: relay it to the
+/// arbiter (`POST /arbiter/v1/block-list`); cards get it at their next load. The same entry
+/// again changes nothing (`replayed`, with the current list). Block n makes version n; the
+/// list holds the newest 64 entries, the center refuses every block however old.
+#[utoipa::path(post, path = "/v1/blocks", tag = "center", request_body = BlockRequest,
+    security(("admin" = [])),
+    responses(
+        (status = 200, body = BlockAnswer),
+        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, bad hex, an id that is not 32 bytes, a kind other than card or maker); invalid_field: a reason that is not 1 to 200 characters on one line"),
+        (status = 401, body = ErrorBody, description = "admin_unauthorized"),
+    ))]
+async fn blocks(
+    State(center): State<Arc<Center>>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<BlockRequest>,
+) -> ApiResult<Json<BlockAnswer>> {
+    let admin = bearer(&headers);
+    blocking(move || center.block(admin.as_deref(), &req))
+        .await
+        .map(Json)
+}
+
+/// The issuer's current block list, signed (apdu-spec `blocklist`): its version is the
+/// number of blocks, its entries the newest 64. Anyone may read it.
+#[utoipa::path(get, path = "/v1/block-list", tag = "center",
+    responses((status = 200, body = BlockListSchema)))]
+async fn block_list(State(center): State<Arc<Center>>) -> ApiResult<Json<BlockList>> {
+    blocking(move || center.block_list()).await.map(Json)
+}
+
+/// What the cards hold in all, per asset (loads − refunds − unloads), and the alarms: the
+/// unloads refused because they would have taken it below zero, each with the card that
+/// signed it. A card with an alarm has a key out of its chip: block it.
+#[utoipa::path(get, path = "/v1/float", tag = "center",
+    security(("admin" = [])),
+    responses(
+        (status = 200, body = FloatReport),
+        (status = 401, body = ErrorBody, description = "admin_unauthorized"),
+    ))]
+async fn float(
+    State(center): State<Arc<Center>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<FloatReport>> {
+    let admin = bearer(&headers);
+    blocking(move || center.float(admin.as_deref()))
         .await
         .map(Json)
 }
@@ -516,6 +620,9 @@ fn center_routes() -> OpenApiRouter<Arc<Center>> {
             .routes(routes!(unloads))
             .routes(routes!(tickets))
             .routes(routes!(ledger))
+            .routes(routes!(blocks))
+            .routes(routes!(block_list))
+            .routes(routes!(float))
             .routes(routes!(center_openapi_json)),
     )
 }
@@ -532,16 +639,22 @@ pub fn center_openapi() -> utoipa::openapi::OpenApi {
     info(
         title = "valuecard arbiter",
         description = "Verdicts on card-to-card exchanges (PROTOCOLS.md, \"Fair exchange: card to \
-                       card\"): one per session, named by s2, final. The responder's cancel \
-                       request records CANCEL and the initiator's resolve request records \
-                       COMPLETE, unless the session has a verdict already: then that verdict is \
-                       the answer (`replayed`), whatever the request. The verdict is recorded \
-                       durably before the answer leaves. The cards' signatures and certificates \
-                       travel as hex, exactly as CANCEL and RESOLVE answered them (apdu-spec \
-                       `exchange`, `cert`). Certificates must be signed by the issuer, but their \
-                       validity dates are not checked: a card whose certificate has expired can \
-                       still settle. Every error is an ErrorBody with a stable code, and a \
-                       refused request records nothing.",
+                       card\"): one per session (a, s2), final. Only the session's own parties \
+                       settle it: a request carries the value commitment c and both \
+                       certificates, and the arbiter recomputes a = SHA-256(c || id_A || id_B) \
+                       (not_a_party unless it is the request's a), so the responder B of the \
+                       agreement must sign a cancel request and its initiator A a resolve \
+                       request. The arbiter learns no values. The responder's cancel request \
+                       records CANCEL and the initiator's resolve request records COMPLETE, \
+                       unless the session has a verdict already: then that verdict is the \
+                       answer (`replayed`). A card on the issuer's newest block list the arbiter \
+                       holds gets no verdict for its own request; its honest counterparty still \
+                       settles. The verdict is recorded durably before the answer leaves. The \
+                       cards' signatures and certificates travel as hex, exactly as CANCEL and \
+                       RESOLVE answered them (apdu-spec `exchange`, `cert`). Certificates must \
+                       be signed by the issuer, but their validity dates are not checked: a \
+                       card whose certificate has expired can still settle. Every error is an \
+                       ErrorBody with a stable code, and a refused request records nothing.",
         version = "1"
     ),
     components(schemas(ErrorBody)),
@@ -549,21 +662,23 @@ pub fn center_openapi() -> utoipa::openapi::OpenApi {
 )]
 struct ArbiterDoc;
 
-/// The key that signs verdicts (cards are personalised with it), and the issuer whose card
-/// certificates the arbiter takes.
+/// The key that signs verdicts (cards are personalised with it), the issuer whose card
+/// certificates the arbiter takes, and the version of the block list it holds.
 #[utoipa::path(get, path = "/v1/info", tag = "arbiter", responses((status = 200, body = ArbiterInfo)))]
-async fn arbiter_info(State(arbiter): State<Arc<Arbiter>>) -> Json<ArbiterInfo> {
-    Json(arbiter.info())
+async fn arbiter_info(State(arbiter): State<Arc<Arbiter>>) -> ApiResult<Json<ArbiterInfo>> {
+    blocking(move || arbiter.info()).await.map(Json)
 }
 
-/// The responder's cancel request (CANCEL's answer): records CANCEL for the session and
-/// answers it signed, or answers the session's verdict if it has one (`replayed`), even a
-/// COMPLETE or one over another `a`.
+/// The responder's cancel request (CANCEL's answer): records CANCEL for the session (a, s2)
+/// and answers it signed, or answers the session's verdict if it has one (`replayed`), even
+/// a COMPLETE.
 #[utoipa::path(post, path = "/v1/cancellations", tag = "arbiter", request_body = ArbiterCancelRequest,
     responses(
         (status = 200, body = Verdict),
-        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, unknown or missing fields, bad hex, s2 or a not 32 bytes); invalid_field: a signature that is not 64 bytes, a certificate that is not a canonical 7F21 card certificate"),
-        (status = 422, body = ErrorBody, description = "bad_signature: a certificate not signed by the arbiter's issuer, or cancel_signature not the responder's over a || s2 under valuecard/cancel/v1"),
+        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, unknown or missing fields, bad hex, s2, a or commitment not 32 bytes); invalid_field: a signature that is not 64 bytes, a certificate that is not a canonical 7F21 card certificate, the two certificates naming the same card"),
+        (status = 403, body = ErrorBody, description = "card_blocked: the responder, or its maker, is on the issuer's block list"),
+        (status = 409, body = ErrorBody, description = "conflict: the responder has a verdict under this s2 for another agreement"),
+        (status = 422, body = ErrorBody, description = "not_a_party: a is not SHA-256(commitment || id_A || id_B) of the two certificates; bad_signature: a certificate not signed by the arbiter's issuer, or cancel_signature not the responder's over a || s2 under valuecard/cancel/v1"),
     ))]
 async fn cancellations(
     State(arbiter): State<Arc<Arbiter>>,
@@ -573,13 +688,15 @@ async fn cancellations(
 }
 
 /// The initiator's resolve request (RESOLVE's answer): records COMPLETE for the session
-/// (the responder's agreement proves that it escrowed its value) and answers it signed, or
-/// answers the session's verdict if it has one (`replayed`), even a CANCEL.
+/// (a, s2) (the responder's agreement proves that it escrowed its value) and answers it
+/// signed, or answers the session's verdict if it has one (`replayed`), even a CANCEL.
 #[utoipa::path(post, path = "/v1/resolutions", tag = "arbiter", request_body = ArbiterResolveRequest,
     responses(
         (status = 200, body = Verdict),
-        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, unknown or missing fields, bad hex, s2 or a not 32 bytes); invalid_field: a signature that is not 64 bytes, a certificate that is not a canonical 7F21 card certificate, the two certificates naming the same card"),
-        (status = 422, body = ErrorBody, description = "bad_signature: a certificate not signed by the arbiter's issuer, agreement_signature not the responder's under valuecard/agree/v1, or resolve_signature not the initiator's under valuecard/resolve/v1, over a || s2"),
+        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, unknown or missing fields, bad hex, s2, a or commitment not 32 bytes); invalid_field: a signature that is not 64 bytes, a certificate that is not a canonical 7F21 card certificate, the two certificates naming the same card"),
+        (status = 403, body = ErrorBody, description = "card_blocked: the initiator, or its maker, is on the issuer's block list"),
+        (status = 409, body = ErrorBody, description = "conflict: the responder has a verdict under this s2 for another agreement"),
+        (status = 422, body = ErrorBody, description = "not_a_party: a is not SHA-256(commitment || id_A || id_B) of the two certificates; bad_signature: a certificate not signed by the arbiter's issuer, agreement_signature not the responder's under valuecard/agree/v1, or resolve_signature not the initiator's under valuecard/resolve/v1, over a || s2"),
     ))]
 async fn resolutions(
     State(arbiter): State<Arc<Arbiter>>,
@@ -588,21 +705,46 @@ async fn resolutions(
     blocking(move || arbiter.resolve(&req)).await.map(Json)
 }
 
-/// The session's verdict, signed, or `{"verdict": null}` when it has none yet.
-#[utoipa::path(get, path = "/v1/verdicts/{s2}", tag = "arbiter",
-    params(("s2" = String, Path, description = "The session's s2, 32 bytes, hex")),
+/// The verdict of the session (a, s2), signed, or `{"verdict": null}` when it has none yet.
+#[utoipa::path(get, path = "/v1/verdicts/{a}/{s2}", tag = "arbiter",
+    params(
+        ("a" = String, Path, description = "The session's agreement hash a, 32 bytes, hex"),
+        ("s2" = String, Path, description = "The session's s2, 32 bytes, hex"),
+    ),
     responses(
         (status = 200, body = VerdictAnswer),
-        (status = 400, body = ErrorBody, description = "invalid_field: s2 is not 32 bytes of hex"),
+        (status = 400, body = ErrorBody, description = "invalid_field: a or s2 is not 32 bytes of hex"),
     ))]
 async fn verdicts(
     State(arbiter): State<Arc<Arbiter>>,
-    Path(s2): Path<String>,
+    Path((a, s2)): Path<(String, String)>,
 ) -> ApiResult<Json<VerdictAnswer>> {
-    let mut session = [0u8; 32];
+    let (mut agreement, mut session) = ([0u8; 32], [0u8; 32]);
+    hex::decode_to_slice(&a, &mut agreement)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidField, "a: must be 32 bytes, hex"))?;
     hex::decode_to_slice(&s2, &mut session)
         .map_err(|_| ApiError::new(ErrorCode::InvalidField, "s2: must be 32 bytes, hex"))?;
-    blocking(move || arbiter.verdict(&session)).await.map(Json)
+    blocking(move || arbiter.verdict(&agreement, &session))
+        .await
+        .map(Json)
+}
+
+/// Hands the arbiter the issuer's signed block list (as `GET /center/v1/block-list` or `POST
+/// /center/v1/blocks` answered it); anyone may relay it. The arbiter checks the issuer's
+/// signature and keeps the list if it is newer than its own.
+#[utoipa::path(post, path = "/v1/block-list", tag = "arbiter", request_body = BlockListSchema,
+    responses(
+        (status = 200, body = BlockListStatus),
+        (status = 400, body = ErrorBody, description = "malformed_request (not JSON, bad hex); invalid_field: more than 64 entries"),
+        (status = 422, body = ErrorBody, description = "bad_signature: not signed by the arbiter's issuer"),
+    ))]
+async fn arbiter_block_list(
+    State(arbiter): State<Arc<Arbiter>>,
+    ApiJson(list): ApiJson<BlockList>,
+) -> ApiResult<Json<BlockListStatus>> {
+    blocking(move || arbiter.take_block_list(&list))
+        .await
+        .map(Json)
 }
 
 /// This document.
@@ -621,6 +763,7 @@ fn arbiter_routes() -> OpenApiRouter<Arc<Arbiter>> {
             .routes(routes!(cancellations))
             .routes(routes!(resolutions))
             .routes(routes!(verdicts))
+            .routes(routes!(arbiter_block_list))
             .routes(routes!(arbiter_openapi_json)),
     )
 }

@@ -10,6 +10,9 @@
 //! - [`arbiter`]: verdicts on card-to-card exchanges, one per session, signed with the
 //!   arbiter's key.
 //! - [`http`]: axum routers, OpenAPI documents, error mapping, request log.
+//! - [`keys`]: the scheme's keys, made offline in one step, read from files, and each
+//!   database bound to its role's public key.
+//! - [`audit`]: the read-only check of every invariant the three databases can show.
 //!
 //! PROTOCOLS.md, "Funding: bank to center", "Units between center and card" and "Fair
 //! exchange: card to card", is the specification; the JSON bodies and the token layout come
@@ -18,6 +21,7 @@
 
 pub mod admin;
 pub mod arbiter;
+pub mod audit;
 pub mod bank;
 pub mod center;
 pub mod clock;

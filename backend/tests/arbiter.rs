@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use apdu_spec::blocklist::{BlockEntry, BlockList};
 use apdu_spec::cert::{Certificate, decode_public_key, encode_public_key};
 use apdu_spec::exchange::{self, Outcome, domains};
 use common::*;
@@ -20,6 +21,7 @@ use valuecard_backend::arbiter::{Arbiter, ArbiterConfig};
 use valuecard_backend::clock::{DAY, ManualClock};
 use valuecard_backend::db::{Dump, Value};
 use valuecard_backend::http::{self, Roles, ServerHandle};
+use valuecard_backend::keys::StartError;
 use valuecard_protocol::ErrorCode;
 use valuecard_protocol::api::*;
 
@@ -32,12 +34,16 @@ struct Court {
     agent: ureq::Agent,
 }
 
+fn new_key() -> SigningKey {
+    SigningKey::generate_from_rng(&mut rand::rng())
+}
+
 impl Court {
     fn new() -> Court {
-        Self::open(":memory:", SigningKey::generate_from_rng(&mut rand::rng()))
+        Self::open(":memory:", new_key(), new_key())
     }
 
-    fn open(path: &str, issuer: SigningKey) -> Court {
+    fn open(path: &str, issuer: SigningKey, key: SigningKey) -> Court {
         let clock = Arc::new(ManualClock::new(START));
         let arbiter = Arc::new(
             Arbiter::open(
@@ -46,6 +52,7 @@ impl Court {
                 ArbiterConfig {
                     issuer_public_key: *issuer.verifying_key(),
                 },
+                key,
             )
             .unwrap(),
         );
@@ -81,10 +88,14 @@ impl Court {
         self.post("/arbiter/v1/resolutions", req)
     }
 
-    fn verdict(&self, s2: &[u8; 32]) -> Option<Verdict> {
+    fn verdict(&self, session: &Session) -> Option<Verdict> {
         let answer: VerdictAnswer = answer(
             self.agent
-                .get(self.url(&format!("/arbiter/v1/verdicts/{}", hex::encode(s2))))
+                .get(self.url(&format!(
+                    "/arbiter/v1/verdicts/{}/{}",
+                    hex::encode(session.a),
+                    hex::encode(session.s2)
+                )))
                 .call(),
         )
         .unwrap();
@@ -163,9 +174,9 @@ fn cancel_first_then_resolve_gets_the_same_cancel() {
     let key = court.published_key();
     let (a, b) = (court.card(), court.card());
     let session = Session::new(&a, &b);
-    assert_eq!(court.verdict(&session.s2), None, "no verdict before");
+    assert_eq!(court.verdict(&session), None, "no verdict before");
 
-    let first = court.cancel(&cancel_request(&b, &session)).unwrap();
+    let first = court.cancel(&cancel_request(&a, &b, &session)).unwrap();
     assert_verdict(&first, &key, &session, Outcome::Cancel);
     assert!(!first.replayed);
     assert_eq!(court.verdict_rows(), 1);
@@ -182,11 +193,11 @@ fn cancel_first_then_resolve_gets_the_same_cancel() {
         first
     );
     // B's cancel request again: the same.
-    let again = court.cancel(&cancel_request(&b, &session)).unwrap();
+    let again = court.cancel(&cancel_request(&a, &b, &session)).unwrap();
     assert_eq!((again.signature, again.replayed), (first.signature, true));
     assert_eq!(court.dump(), before);
 
-    let queried = court.verdict(&session.s2).unwrap();
+    let queried = court.verdict(&session).unwrap();
     assert_verdict(&queried, &key, &session, Outcome::Cancel);
     assert_eq!(
         (queried.signature, queried.replayed),
@@ -200,21 +211,21 @@ fn resolve_first_then_cancel_gets_the_same_complete() {
     let key = court.published_key();
     let (a, b) = (court.card(), court.card());
     let session = Session::new(&a, &b);
-    assert_eq!(court.verdict(&session.s2), None);
+    assert_eq!(court.verdict(&session), None);
 
     let first = court.resolve(&resolve_request(&a, &b, &session)).unwrap();
     assert_verdict(&first, &key, &session, Outcome::Complete);
     assert!(!first.replayed);
 
     let before = court.dump();
-    let late = court.cancel(&cancel_request(&b, &session)).unwrap();
+    let late = court.cancel(&cancel_request(&a, &b, &session)).unwrap();
     assert_verdict(&late, &key, &session, Outcome::Complete);
     assert_eq!((late.signature, late.replayed), (first.signature, true));
     let again = court.resolve(&resolve_request(&a, &b, &session)).unwrap();
     assert_eq!((again.signature, again.replayed), (first.signature, true));
     assert_eq!(court.dump(), before);
 
-    let queried = court.verdict(&session.s2).unwrap();
+    let queried = court.verdict(&session).unwrap();
     assert_verdict(&queried, &key, &session, Outcome::Complete);
     assert_eq!(queried.signature, first.signature);
 
@@ -237,24 +248,47 @@ fn resolve_first_then_cancel_gets_the_same_complete() {
 }
 
 #[test]
-fn a_session_decided_on_another_agreement_keeps_its_verdict() {
-    // B cancels a session whose verdict was recorded over another a: it gets the recorded
-    // verdict, with the recorded a, which its card will refuse to apply.
+fn a_made_up_agreement_is_another_session_and_leaves_the_real_one_alone() {
+    // The terminal holds a third genuine card C. It makes up an agreement under the real
+    // session's s2 that names C (as responder, then as initiator), and has C sign it: the
+    // arbiter records a verdict for that session (a', s2), which is not (a, s2). The real
+    // session is untouched, and its parties settle it as they would have.
     let court = Court::new();
-    let (a, b) = (court.card(), court.card());
+    let key = court.published_key();
+    let (a, b, c) = (court.card(), court.card(), court.card());
     let session = Session::new(&a, &b);
-    let first = court.resolve(&resolve_request(&a, &b, &session)).unwrap();
-    let other = Session {
-        a: [0x5A; 32],
-        ..session
-    };
-    let answer = court.cancel(&cancel_request(&b, &other)).unwrap();
-    assert!(answer.replayed);
-    assert_eq!(
-        (answer.a, answer.outcome, answer.signature),
-        (session.a, Outcome::Complete, first.signature)
+    let with_c = session.naming(&a, &c);
+    assert_ne!(with_c.a, session.a);
+    let made_up = court.cancel(&cancel_request(&a, &c, &with_c)).unwrap();
+    assert_verdict(&made_up, &key, &with_c, Outcome::Cancel);
+    // With C as the initiator, C would need B's agreement over an a that names C: it signs
+    // one itself, which is refused, and nothing is recorded.
+    let c_first = session.naming(&c, &b);
+    court.refused(
+        "C's resolve with its own Sa",
+        ErrorCode::BadSignature,
+        || {
+            court.resolve(&ArbiterResolveRequest {
+                agreement_signature: c.sign(domains::AGREE, &c_first.a, &c_first.s2),
+                ..resolve_request(&c, &b, &c_first)
+            })
+        },
     );
-    assert_eq!(court.verdict_rows(), 1);
+    assert_eq!(
+        court.verdict(&session),
+        None,
+        "the real session has no verdict"
+    );
+    // Its own parties settle it: COMPLETE, whatever C recorded under the same s2.
+    let real = court.resolve(&resolve_request(&a, &b, &session)).unwrap();
+    assert_verdict(&real, &key, &session, Outcome::Complete);
+    assert!(!real.replayed);
+    assert_eq!(court.verdict_rows(), 2);
+    assert_eq!(
+        court.verdict(&with_c).map(|v| v.outcome),
+        Some(Outcome::Cancel),
+        "the made-up session keeps its own verdict"
+    );
 }
 
 #[test]
@@ -268,7 +302,7 @@ fn an_expired_certificate_still_settles() {
     // And one not valid yet.
     let b = SoftCard::valid(&court.issuer, START + DAY, START + 2 * DAY);
     let session = Session::new(&a, &b);
-    let v = court.cancel(&cancel_request(&b, &session)).unwrap();
+    let v = court.cancel(&cancel_request(&a, &b, &session)).unwrap();
     assert_verdict(&v, &court.published_key(), &session, Outcome::Cancel);
 }
 
@@ -290,7 +324,7 @@ fn the_info_names_both_keys_and_every_verdict_verifies_with_them() {
         let session = Session::new(&a, &b);
         let v = match outcome {
             Outcome::Complete => court.resolve(&resolve_request(&a, &b, &session)),
-            Outcome::Cancel => court.cancel(&cancel_request(&b, &session)),
+            Outcome::Cancel => court.cancel(&cancel_request(&a, &b, &session)),
         }
         .unwrap();
         assert_verdict(&v, &key, &session, outcome);
@@ -333,7 +367,7 @@ fn concurrent_conflicting_requests_record_one_verdict() {
     let mut outcomes = Vec::new();
     for round in 0..3 {
         let session = Session::new(&a, &b);
-        let cancel = cancel_request(&b, &session);
+        let cancel = cancel_request(&a, &b, &session);
         let resolve = resolve_request(&a, &b, &session);
         let barrier = Arc::new(Barrier::new(REQUESTS));
         let threads: Vec<_> = (0..REQUESTS)
@@ -380,10 +414,7 @@ fn concurrent_conflicting_requests_record_one_verdict() {
             "round {round}: exactly one request decided"
         );
         assert_eq!(court.verdict_rows(), round + 1, "one record per session");
-        assert_eq!(
-            court.verdict(&session.s2).unwrap().signature,
-            first.signature
-        );
+        assert_eq!(court.verdict(&session).unwrap().signature, first.signature);
         outcomes.push(first.outcome);
     }
     eprintln!("winning outcomes: {outcomes:?}");
@@ -394,28 +425,43 @@ fn a_verdict_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("arbiter.sqlite");
     let file = file.to_str().unwrap();
-    let issuer = SigningKey::generate_from_rng(&mut rand::rng());
-    let court = Court::open(file, issuer.clone());
+    let (issuer, arbiter_key) = (new_key(), new_key());
+    let court = Court::open(file, issuer.clone(), arbiter_key.clone());
     let (a, b) = (court.card(), court.card());
     let (cancelled, completed) = (Session::new(&a, &b), Session::new(&a, &b));
-    let first_cancel = court.cancel(&cancel_request(&b, &cancelled)).unwrap();
+    let first_cancel = court.cancel(&cancel_request(&a, &b, &cancelled)).unwrap();
     let first_complete = court.resolve(&resolve_request(&a, &b, &completed)).unwrap();
     let key = *court.arbiter.public_key();
     let dump = court.dump();
     drop(court);
 
-    let court = Court::open(file, issuer);
+    // The database is bound to the arbiter's key: another key does not start on it.
+    let clock = Arc::new(ManualClock::new(START));
+    let config = ArbiterConfig {
+        issuer_public_key: *issuer.verifying_key(),
+    };
+    match Arbiter::open(file, clock, config, new_key()) {
+        Err(StartError::KeyMismatch { role, stored, .. }) => {
+            assert_eq!(
+                (role, stored),
+                ("arbiter", hex::encode(encode_public_key(&key)))
+            );
+        }
+        other => panic!("another key started the arbiter: {other:?}"),
+    }
+
+    let court = Court::open(file, issuer, arbiter_key);
     assert_eq!(*court.arbiter.public_key(), key, "the same arbiter key");
     assert_eq!(court.dump(), dump);
     for (session, first) in [(&cancelled, &first_cancel), (&completed, &first_complete)] {
-        let queried = court.verdict(&session.s2).unwrap();
+        let queried = court.verdict(session).unwrap();
         assert_eq!(
             (queried.outcome, queried.signature, queried.replayed),
             (first.outcome, first.signature, true)
         );
         // Both kinds of request again, after the restart: the first verdict.
         for v in [
-            court.cancel(&cancel_request(&b, session)).unwrap(),
+            court.cancel(&cancel_request(&a, &b, session)).unwrap(),
             court.resolve(&resolve_request(&a, &b, session)).unwrap(),
         ] {
             assert_verdict(&v, &key, session, first.outcome);
@@ -434,7 +480,7 @@ fn tampered(certificate: &[u8], change: impl FnOnce(&mut Certificate)) -> Vec<u8
 
 #[test]
 fn forged_or_mismatched_requests_are_refused_and_record_nothing() {
-    use ErrorCode::{BadSignature, InvalidField, MalformedRequest};
+    use ErrorCode::{BadSignature, InvalidField, MalformedRequest, NotAParty};
     let court = Court::new();
     let (a, b) = (court.card(), court.card());
     let stranger = SoftCard::new(&SigningKey::generate_from_rng(&mut rand::rng()));
@@ -444,7 +490,7 @@ fn forged_or_mismatched_requests_are_refused_and_record_nothing() {
     // ---- cancel requests ----
     let cancel = |change: &dyn Fn(&mut ArbiterCancelRequest, &Session)| {
         let session = fresh();
-        let mut req = cancel_request(&b, &session);
+        let mut req = cancel_request(&a, &b, &session);
         change(&mut req, &session);
         req
     };
@@ -477,7 +523,7 @@ fn forged_or_mismatched_requests_are_refused_and_record_nothing() {
         (
             "a card certified by another issuer",
             BadSignature,
-            cancel(&|r, s| *r = cancel_request(&stranger, s)),
+            cancel(&|r, s| *r = cancel_request(&a, &stranger, s)),
         ),
         (
             "a certificate whose not_after was moved",
@@ -499,7 +545,7 @@ fn forged_or_mismatched_requests_are_refused_and_record_nothing() {
             "the stranger's key and id under B's certificate signature",
             BadSignature,
             cancel(&|r, s| {
-                *r = cancel_request(&stranger, s);
+                *r = cancel_request(&a, &stranger, s);
                 r.responder_certificate = tampered(&b.certificate, |c| {
                     c.public_key = encode_public_key(stranger.key.verifying_key());
                     c.card_id = stranger.id;
@@ -568,7 +614,7 @@ fn forged_or_mismatched_requests_are_refused_and_record_nothing() {
         ),
         (
             "the certificates swapped",
-            BadSignature,
+            NotAParty,
             resolve(&|r, _| {
                 std::mem::swap(&mut r.initiator_certificate, &mut r.responder_certificate)
             }),
@@ -649,7 +695,7 @@ fn forged_or_mismatched_requests_are_refused_and_record_nothing() {
 
     // ---- bodies that are not the request ----
     let session = fresh();
-    let good_cancel = serde_json::to_value(cancel_request(&b, &session)).unwrap();
+    let good_cancel = serde_json::to_value(cancel_request(&a, &b, &session)).unwrap();
     let good_resolve = serde_json::to_value(resolve_request(&a, &b, &session)).unwrap();
     let with = |base: &serde_json::Value, field: &str, value: serde_json::Value| {
         let mut v = base.clone();
@@ -697,7 +743,7 @@ fn forged_or_mismatched_requests_are_refused_and_record_nothing() {
         (
             "an unknown field",
             "cancellations",
-            with(&good_cancel, "initiator_certificate", json!("7f21")),
+            with(&good_cancel, "resolve_signature", json!("00".repeat(64))),
         ),
         (
             "an unknown field",
@@ -739,7 +785,7 @@ fn forged_or_mismatched_requests_are_refused_and_record_nothing() {
     court.refused("Sab by A for a decided session", BadSignature, || {
         court.cancel(&ArbiterCancelRequest {
             cancel_signature: a.sign(domains::CANCEL, &session.a, &session.s2),
-            ..cancel_request(&b, &session)
+            ..cancel_request(&a, &b, &session)
         })
     });
     court.refused(
@@ -749,37 +795,325 @@ fn forged_or_mismatched_requests_are_refused_and_record_nothing() {
     );
     assert_eq!(court.dump(), before);
 
-    // The verdict query takes only 32 bytes of hex.
-    for s2 in [
+    // The verdict query takes only 32 bytes of hex, for a and for s2.
+    let good = hex::encode(session.a);
+    for bad in [
         "zz".repeat(32),
         "00".repeat(31),
         "00".repeat(33),
         "0".repeat(63),
     ] {
-        court.refused(&format!("verdict query {s2}"), InvalidField, || {
-            raw(
-                &court.agent,
-                "GET",
-                &court.url(&format!("/arbiter/v1/verdicts/{s2}")),
-                None,
-                b"",
-            )
-        });
+        for path in [format!("{good}/{bad}"), format!("{bad}/{good}")] {
+            court.refused(&format!("verdict query {path}"), InvalidField, || {
+                raw(
+                    &court.agent,
+                    "GET",
+                    &court.url(&format!("/arbiter/v1/verdicts/{path}")),
+                    None,
+                    b"",
+                )
+            });
+        }
     }
-    assert_eq!(
-        court.verdict(&session.s2).unwrap().outcome,
-        Outcome::Complete
-    );
+    assert_eq!(court.verdict(&session).unwrap().outcome, Outcome::Complete);
     // Upper-case hex names the same session.
     let upper: VerdictAnswer = answer(
         court
             .agent
             .get(court.url(&format!(
-                "/arbiter/v1/verdicts/{}",
+                "/arbiter/v1/verdicts/{}/{}",
+                hex::encode_upper(session.a),
                 hex::encode_upper(session.s2)
             )))
             .call(),
     )
     .unwrap();
     assert_eq!(upper.verdict.unwrap().outcome, Outcome::Complete);
+}
+
+// ---- invariant 6: adversaries hold genuine cards of the same issuer ----------------------
+
+impl Court {
+    fn block_list(&self, list: &BlockList) -> Answer<BlockListStatus> {
+        self.post("/arbiter/v1/block-list", list)
+    }
+}
+
+#[test]
+fn a_third_card_of_the_same_issuer_cannot_settle_anothers_session() {
+    let court = Court::new();
+    let (a, b, c) = (court.card(), court.card(), court.card());
+    let session = Session::new(&a, &b);
+    // C signs a cancel for A–B's session, as the responder, with A's certificate.
+    court.refused("C cancels as the responder", ErrorCode::NotAParty, || {
+        court.cancel(&cancel_request(&a, &c, &session))
+    });
+    // ... or with B's certificate as the initiator's (it names C as responder anyway).
+    court.refused("C cancels next to B", ErrorCode::NotAParty, || {
+        court.cancel(&cancel_request(&b, &c, &session))
+    });
+    // C resolves as the initiator, with a Sa it signed itself and one it has not.
+    court.refused("C resolves as the initiator", ErrorCode::NotAParty, || {
+        court.resolve(&ArbiterResolveRequest {
+            agreement_signature: c.sign(domains::AGREE, &session.a, &session.s2),
+            ..resolve_request(&c, &b, &session)
+        })
+    });
+    // C replays B's real agreement Sa (seen on the wire) in a resolve as the initiator.
+    court.refused("C resolves with B's real Sa", ErrorCode::NotAParty, || {
+        court.resolve(&ArbiterResolveRequest {
+            agreement_signature: b.sign(domains::AGREE, &session.a, &session.s2),
+            ..resolve_request(&c, &b, &session)
+        })
+    });
+    assert_eq!(court.verdict(&session), None);
+    assert_eq!(court.verdict_rows(), 0);
+    // The session's own parties still settle it.
+    let v = court.cancel(&cancel_request(&a, &b, &session)).unwrap();
+    assert_verdict(&v, &court.published_key(), &session, Outcome::Cancel);
+}
+
+#[test]
+fn one_party_cannot_sign_as_the_other() {
+    let court = Court::new();
+    let (a, b) = (court.card(), court.card());
+    let session = Session::new(&a, &b);
+    // A signing as B: A's signature over the cancel, with B's certificate.
+    court.refused(
+        "A's Sab with B's certificate",
+        ErrorCode::BadSignature,
+        || {
+            court.cancel(&ArbiterCancelRequest {
+                cancel_signature: a.sign(domains::CANCEL, &session.a, &session.s2),
+                ..cancel_request(&a, &b, &session)
+            })
+        },
+    );
+    // A's Sa with B's certificate, in A's own resolve.
+    court.refused(
+        "A's Sa with B's certificate",
+        ErrorCode::BadSignature,
+        || {
+            court.resolve(&ArbiterResolveRequest {
+                agreement_signature: a.sign(domains::AGREE, &session.a, &session.s2),
+                ..resolve_request(&a, &b, &session)
+            })
+        },
+    );
+    // B's certificate with A's signature, in the initiator's place.
+    court.refused(
+        "B's certificate as the initiator's",
+        ErrorCode::NotAParty,
+        || {
+            court.resolve(&ArbiterResolveRequest {
+                initiator_certificate: b.certificate.clone(),
+                responder_certificate: a.certificate.clone(),
+                ..resolve_request(&a, &b, &session)
+            })
+        },
+    );
+    // B resolving with its own Sr (B is not the initiator).
+    court.refused(
+        "B's Sr with A's certificate",
+        ErrorCode::BadSignature,
+        || {
+            court.resolve(&ArbiterResolveRequest {
+                resolve_signature: b.sign(domains::RESOLVE, &session.a, &session.s2),
+                ..resolve_request(&a, &b, &session)
+            })
+        },
+    );
+    // A cancelling with its own certificate in the responder's place (A is not B).
+    court.refused("A cancels as the responder", ErrorCode::NotAParty, || {
+        court.cancel(&cancel_request(&b, &a, &session))
+    });
+    assert_eq!(court.verdict_rows(), 0);
+}
+
+#[test]
+fn an_agreement_that_names_other_cards_is_refused() {
+    let court = Court::new();
+    let (a, b, c, d) = (court.card(), court.card(), court.card(), court.card());
+    let session = Session::new(&a, &b);
+    // A made-up c: a is not SHA-256(c ‖ id_A ‖ id_B) any more.
+    let made_up = Session {
+        c: [0x5C; 32],
+        ..session
+    };
+    court.refused("a made-up c (cancel)", ErrorCode::NotAParty, || {
+        court.cancel(&cancel_request(&a, &b, &made_up))
+    });
+    court.refused("a made-up c (resolve)", ErrorCode::NotAParty, || {
+        court.resolve(&resolve_request(&a, &b, &made_up))
+    });
+    // The certificates of other cards with A–B's agreement (signed by those cards).
+    court.refused(
+        "C and D's certificates (cancel)",
+        ErrorCode::NotAParty,
+        || court.cancel(&cancel_request(&c, &d, &session)),
+    );
+    court.refused(
+        "C and D's certificates (resolve)",
+        ErrorCode::NotAParty,
+        || court.resolve(&resolve_request(&c, &d, &session)),
+    );
+    // One party right, the other another card.
+    court.refused("A and C", ErrorCode::NotAParty, || {
+        court.resolve(&resolve_request(&a, &c, &session))
+    });
+    // The same card as both parties.
+    let alone = Session::new(&a, &a);
+    court.refused("A with itself (cancel)", ErrorCode::InvalidField, || {
+        court.cancel(&cancel_request(&a, &a, &alone))
+    });
+    court.refused("A with itself (resolve)", ErrorCode::InvalidField, || {
+        court.resolve(&resolve_request(&a, &a, &alone))
+    });
+    assert_eq!(court.verdict_rows(), 0);
+}
+
+#[test]
+fn a_responder_names_one_agreement_per_s2() {
+    // A card whose key left its chip signs two agreements under one s2: the arbiter takes
+    // the first, and refuses the second without recording it.
+    let court = Court::new();
+    let (a, b, c) = (court.card(), court.card(), court.card());
+    let first = Session::new(&a, &b);
+    court.cancel(&cancel_request(&a, &b, &first)).unwrap();
+    let second = first.naming(&c, &b);
+    court.refused(
+        "a second agreement of B under s2",
+        ErrorCode::Conflict,
+        || court.cancel(&cancel_request(&c, &b, &second)),
+    );
+    court.refused(
+        "a second agreement of B under s2",
+        ErrorCode::Conflict,
+        || court.resolve(&resolve_request(&c, &b, &second)),
+    );
+    assert_eq!(court.verdict_rows(), 1);
+}
+
+#[test]
+fn a_blocked_signer_gets_no_verdict_and_its_counterparty_settles() {
+    let court = Court::new();
+    let (a, b) = (court.card(), court.card());
+    let (blocked_b, blocked_a) = (Session::new(&a, &b), Session::new(&a, &b));
+    let decided = Session::new(&a, &b);
+    court.cancel(&cancel_request(&a, &b, &decided)).unwrap();
+    // Lists the arbiter does not take: another issuer's, a tampered one.
+    let list = BlockList::sign(&court.issuer, 1, &[BlockEntry::Card(b.id)]);
+    let foreign = BlockList::sign(&new_key(), 1, &[BlockEntry::Card(b.id)]);
+    court.refused("another issuer's list", ErrorCode::BadSignature, || {
+        court.block_list(&foreign)
+    });
+    let tampered = BlockList {
+        entries: vec![BlockEntry::Card(a.id)],
+        ..list.clone()
+    };
+    court.refused("a tampered list", ErrorCode::BadSignature, || {
+        court.block_list(&tampered)
+    });
+    assert_eq!(
+        court.block_list(&list).unwrap(),
+        BlockListStatus {
+            version: 1,
+            updated: true
+        }
+    );
+    assert_eq!(court.info().block_list_version, 1);
+    // B is blocked: its cancel is refused, even for a session it has a verdict for.
+    court.refused("B's cancel", ErrorCode::CardBlocked, || {
+        court.cancel(&cancel_request(&a, &b, &blocked_b))
+    });
+    court.refused(
+        "B's cancel of a decided session",
+        ErrorCode::CardBlocked,
+        || court.cancel(&cancel_request(&a, &b, &decided)),
+    );
+    // A, the honest counterparty, settles with B's agreement.
+    let v = court.resolve(&resolve_request(&a, &b, &blocked_b)).unwrap();
+    assert_verdict(&v, &court.published_key(), &blocked_b, Outcome::Complete);
+    // An older list does not replace the newer.
+    let older = BlockList::sign(&court.issuer, 0, &[]);
+    assert_eq!(
+        court.block_list(&older).unwrap(),
+        BlockListStatus {
+            version: 1,
+            updated: false
+        }
+    );
+    // Then A is blocked too, by its maker: its resolve is refused, B's... B is still blocked.
+    let list = BlockList::sign(
+        &court.issuer,
+        2,
+        &[BlockEntry::Card(b.id), BlockEntry::Maker(test_maker_id())],
+    );
+    assert!(court.block_list(&list).unwrap().updated);
+    court.refused(
+        "A's resolve, its maker blocked",
+        ErrorCode::CardBlocked,
+        || court.resolve(&resolve_request(&a, &b, &blocked_a)),
+    );
+    // A card of another maker, with A blocked, cancels its own session with A.
+    let other_maker = SoftCard::made_by(&court.issuer, [0x77; 32]);
+    let session = Session::new(&a, &other_maker);
+    let v = court
+        .cancel(&cancel_request(&a, &other_maker, &session))
+        .unwrap();
+    assert_verdict(&v, &court.published_key(), &session, Outcome::Cancel);
+}
+
+/// A list carries only the newest 64 blocks, and blocks are for good: the arbiter keeps
+/// every entry of every list it is given, so a card blocked long ago, whose entry newer
+/// blocks pushed out of the list, is still refused.
+#[test]
+fn a_block_that_fell_off_the_list_still_holds_at_the_arbiter() {
+    let court = Court::new();
+    let (a, b) = (court.card(), court.card());
+    let first = BlockList::sign(&court.issuer, 1, &[BlockEntry::Card(b.id)]);
+    assert!(court.block_list(&first).unwrap().updated);
+    // 64 newer blocks of other cards: version 65 no longer names B.
+    let mut entries = vec![BlockEntry::Card(b.id)];
+    entries.extend((0..64u8).map(|i| BlockEntry::Card([i; 32])));
+    let newest = BlockList::sign(&court.issuer, 65, &entries);
+    assert!(!newest.blocks_card(&b.id), "B fell off the list");
+    assert!(court.block_list(&newest).unwrap().updated);
+    court.refused("B's cancel", ErrorCode::CardBlocked, || {
+        court.cancel(&cancel_request(&a, &b, &Session::new(&a, &b)))
+    });
+    // An old list relayed late fills a gap the same way: C was blocked in version 2, which
+    // the arbiter never saw, and version 2 comes after version 65.
+    let c = court.card();
+    let gap = BlockList::sign(
+        &court.issuer,
+        2,
+        &[BlockEntry::Card(b.id), BlockEntry::Card(c.id)],
+    );
+    assert!(
+        !court.block_list(&gap).unwrap().updated,
+        "older than the one held"
+    );
+    court.refused("C's cancel", ErrorCode::CardBlocked, || {
+        court.cancel(&cancel_request(&a, &c, &Session::new(&a, &c)))
+    });
+}
+
+/// The planted flaw (`planted-flaws` feature), for the model test: off unless switched on,
+/// and when on, the hole of issue 12 is back.
+#[cfg(feature = "planted-flaws")]
+#[test]
+fn the_planted_flaw_skips_the_party_check_only_when_switched_on() {
+    let court = Court::new();
+    let (a, b, c) = (court.card(), court.card(), court.card());
+    let session = Session::new(&a, &b);
+    court.refused("off by default", ErrorCode::NotAParty, || {
+        court.cancel(&cancel_request(&a, &c, &session))
+    });
+    court.arbiter.plant_flaw_skip_party_check();
+    let v = court.cancel(&cancel_request(&a, &c, &session)).unwrap();
+    assert_verdict(&v, &court.published_key(), &session, Outcome::Cancel);
+    // A's own resolve of the session now gets the CANCEL that C recorded.
+    let late = court.resolve(&resolve_request(&a, &b, &session)).unwrap();
+    assert_eq!((late.outcome, late.replayed), (Outcome::Cancel, true));
 }

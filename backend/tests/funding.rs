@@ -76,10 +76,15 @@ fn retries_debit_and_credit_exactly_once() {
     assert_eq!(w.dumps(), before);
 
     // Registration retried with a fresh challenge: the same certificate.
-    let (card, card_id) = w.new_card();
+    let card = p256::ecdsa::SigningKey::generate_from_rng(&mut rand::rng());
+    let chip = w.chip();
+    let first = w.register(&w.register_with(&card, &chip)).unwrap();
+    assert!(!first.replayed);
+    let card_id = first.card_id;
     let again: Registration = w
-        .post("/center/v1/cards", &w.register_request(&card))
+        .post("/center/v1/cards", &w.register_with(&card, &chip))
         .unwrap();
+    assert_eq!(again.certificate, first.certificate);
     assert!(again.replayed);
     assert_eq!(again.card_id, card_id);
     let (_, center) = w.dumps();
@@ -389,7 +394,7 @@ fn refused_requests_change_nothing() {
     });
     // A key list signed by another bank.
     let other_bank = p256::ecdsa::SigningKey::generate_from_rng(&mut rand::rng());
-    let foreign = SignedKeyList::sign(&w.keys, &other_bank);
+    let foreign = SignedKeyList::sign(&w.keys, &other_bank).expect("signs");
     refused(&w, ErrorCode::BadSignature, || {
         w.post::<_, KeysImported>("/center/v1/bank-keys", &foreign)
     });

@@ -33,6 +33,9 @@ const CENTER_ROUTES: &[(&str, &str)] = &[
     ("post", "/center/v1/unloads"),
     ("post", "/center/v1/tickets"),
     ("post", "/center/v1/ledger"),
+    ("post", "/center/v1/blocks"),
+    ("get", "/center/v1/block-list"),
+    ("get", "/center/v1/float"),
     ("get", "/center/openapi.json"),
     ("get", "/healthz"),
 ];
@@ -41,7 +44,8 @@ const ARBITER_ROUTES: &[(&str, &str)] = &[
     ("get", "/arbiter/v1/info"),
     ("post", "/arbiter/v1/cancellations"),
     ("post", "/arbiter/v1/resolutions"),
-    ("get", "/arbiter/v1/verdicts/{s2}"),
+    ("get", "/arbiter/v1/verdicts/{a}/{s2}"),
+    ("post", "/arbiter/v1/block-list"),
     ("get", "/arbiter/openapi.json"),
     ("get", "/healthz"),
 ];
@@ -109,6 +113,15 @@ fn documents_list_exactly_the_routes() {
                 "LedgerEntry",
                 "LedgerKind",
                 "LedgerTotals",
+                "CenterInfo",
+                "Registration",
+                "BlockRequest",
+                "BlockAnswer",
+                "BlockList",
+                "BlockEntry",
+                "FloatReport",
+                "AssetFloat",
+                "FloatAlarm",
             ][..],
         ),
         (
@@ -119,6 +132,8 @@ fn documents_list_exactly_the_routes() {
                 "ArbiterResolveRequest",
                 "Verdict",
                 "VerdictAnswer",
+                "BlockList",
+                "BlockListStatus",
                 "ErrorBody",
                 "ErrorCode",
             ][..],
@@ -144,16 +159,60 @@ fn documents_list_exactly_the_routes() {
         serde_json::json!(["complete", "cancel"])
     );
     // The admin routes say so, and every error code a route can answer is documented.
-    assert_eq!(
-        center["paths"]["/center/v1/tickets"]["post"]["security"],
-        serde_json::json!([{ "admin": [] }])
-    );
+    for (method, path) in [
+        ("post", "/center/v1/tickets"),
+        ("post", "/center/v1/blocks"),
+        ("get", "/center/v1/float"),
+    ] {
+        assert_eq!(
+            center["paths"][path][method]["security"],
+            serde_json::json!([{ "admin": [] }]),
+            "{path}"
+        );
+    }
+    for (method, path, codes) in [
+        (
+            "post",
+            "/center/v1/cards",
+            &[
+                "malformed_request",
+                "invalid_field",
+                "untrusted_maker",
+                "card_blocked",
+                "attestation_reused",
+                "already_registered",
+                "bad_challenge",
+                "bad_signature",
+                "bad_attestation",
+            ][..],
+        ),
+        (
+            "post",
+            "/center/v1/balance",
+            &[
+                "malformed_request",
+                "card_blocked",
+                "unknown_card",
+                "bad_challenge",
+                "bad_signature",
+            ][..],
+        ),
+        (
+            "post",
+            "/center/v1/blocks",
+            &["malformed_request", "invalid_field", "admin_unauthorized"][..],
+        ),
+        ("get", "/center/v1/float", &["admin_unauthorized"][..]),
+    ] {
+        documents_codes(&center, method, path, codes);
+    }
     for (path, codes) in [
         (
             "/center/v1/loads",
             &[
                 "malformed_request",
                 "invalid_field",
+                "card_blocked",
                 "unknown_card",
                 "unknown_ticket",
                 "load_cancelled",
@@ -178,9 +237,11 @@ fn documents_list_exactly_the_routes() {
             &[
                 "malformed_request",
                 "invalid_field",
+                "card_blocked",
                 "unknown_card",
                 "conflict",
                 "bad_signature",
+                "float_exceeded",
             ][..],
         ),
         (
@@ -189,6 +250,7 @@ fn documents_list_exactly_the_routes() {
                 "malformed_request",
                 "invalid_field",
                 "admin_unauthorized",
+                "card_blocked",
                 "unknown_card",
                 "conflict",
             ][..],
@@ -198,6 +260,7 @@ fn documents_list_exactly_the_routes() {
             &[
                 "malformed_request",
                 "admin_unauthorized",
+                "card_blocked",
                 "unknown_card",
                 "bad_challenge",
                 "bad_signature",
@@ -210,14 +273,37 @@ fn documents_list_exactly_the_routes() {
         (
             "post",
             "/arbiter/v1/cancellations",
-            &["malformed_request", "invalid_field", "bad_signature"][..],
+            &[
+                "malformed_request",
+                "invalid_field",
+                "card_blocked",
+                "conflict",
+                "not_a_party",
+                "bad_signature",
+            ][..],
         ),
         (
             "post",
             "/arbiter/v1/resolutions",
+            &[
+                "malformed_request",
+                "invalid_field",
+                "card_blocked",
+                "conflict",
+                "not_a_party",
+                "bad_signature",
+            ][..],
+        ),
+        (
+            "get",
+            "/arbiter/v1/verdicts/{a}/{s2}",
+            &["invalid_field"][..],
+        ),
+        (
+            "post",
+            "/arbiter/v1/block-list",
             &["malformed_request", "invalid_field", "bad_signature"][..],
         ),
-        ("get", "/arbiter/v1/verdicts/{s2}", &["invalid_field"][..]),
     ] {
         documents_codes(&arbiter, method, path, codes);
     }
@@ -255,7 +341,9 @@ fn every_documented_route_answers_and_other_methods_are_refused() {
         let documented = expected(routes);
         for (method, template) in &documented {
             // A path parameter gets a value of the right form.
-            let path = &template.replace("{s2}", &"00".repeat(32));
+            let path = &template
+                .replace("{s2}", &"00".repeat(32))
+                .replace("{a}", &"11".repeat(32));
             let body: &[u8] = if method == "post" { b"{}" } else { b"" };
             let content_type = (method == "post").then_some("application/json");
             match w.raw(&method.to_uppercase(), path, content_type, body) {

@@ -64,23 +64,46 @@ fn file_databases_reopen_with_state_intact() {
         path(&dir, "center.sqlite"),
         path(&dir, "arbiter.sqlite"),
     );
-    let open_bank = || Bank::open(&bank_file, clock.clone(), BankConfig::default(), ADMIN).unwrap();
-    let arbiter_key = arbiter::public_key(&arbiter::open_database(&arbiter_file).unwrap()).unwrap();
+    let scheme = TestScheme::new();
+    let maker = SigningKey::generate_from_rng(&mut rand::rng());
+    let open_bank = || {
+        Bank::open(
+            &bank_file,
+            clock.clone(),
+            BankConfig::default(),
+            scheme.bank.clone(),
+            ADMIN,
+        )
+        .unwrap()
+    };
+    let open_arbiter = || {
+        Arbiter::open(
+            &arbiter_file,
+            clock.clone(),
+            ArbiterConfig {
+                issuer_public_key: *scheme.issuer.verifying_key(),
+            },
+            scheme.arbiter.clone(),
+        )
+        .unwrap()
+    };
+    let arbiter_key = *open_arbiter().public_key();
     let bank = open_bank();
-    let open_center = |bank_key| {
+    let open_center = || {
         Center::open(
             &center_file,
             clock.clone(),
             CenterConfig {
                 currency: "JPY".into(),
-                bank_public_key: bank_key,
-                arbiter_public_key: arbiter_key,
+                scheme: scheme.keys.clone(),
+                trusted_makers: vec![*maker.verifying_key()],
             },
+            scheme.issuer.clone(),
             ADMIN,
         )
         .unwrap()
     };
-    let center = open_center(*bank.verifying_key());
+    let center = open_center();
 
     let account = bank
         .open_account(
@@ -116,6 +139,7 @@ fn file_databases_reopen_with_state_intact() {
             challenge,
             signature: apdu_spec::auth::sign(&card, &challenge).to_vec(),
         },
+        attestation: Chip::made_by(&maker).attest(&card, &challenge),
     };
     let registration = center.register(&register).unwrap();
     let pending = Pending::new(&key, registration.card_id, 32);
@@ -134,15 +158,12 @@ fn file_databases_reopen_with_state_intact() {
     drop((bank, center));
 
     let bank = open_bank();
-    let center = open_center(*bank.verifying_key());
+    let center = open_center();
     assert_eq!(
         (bank.public_key(), center.issuer_public_key()),
         (bank_key, issuer_key)
     );
-    assert_eq!(
-        arbiter::public_key(&arbiter::open_database(&arbiter_file).unwrap()).unwrap(),
-        arbiter_key
-    );
+    assert_eq!(*open_arbiter().public_key(), arbiter_key);
     assert_eq!(bank.database().dump().unwrap(), bank_dump);
     assert_eq!(center.database().dump().unwrap(), center_dump);
     // The stored Argon2 hash, denomination key and ledger work after the restart.
@@ -255,9 +276,26 @@ fn the_schema_refuses_double_debits_credits_and_overdrafts_by_itself() {
         refused_by(center, "DELETE FROM redemptions", &[]),
         Some(Constraint::Other)
     );
-    assert_eq!(
-        refused_by(center, "UPDATE unit_accounts SET balance = -1", &[]),
-        Some(Constraint::Check)
+    // A unit account's balance moves only with its totals, which only grow.
+    for sql in [
+        "UPDATE unit_accounts SET balance = -1",
+        "UPDATE unit_accounts SET balance = balance + 1",
+        "UPDATE unit_accounts SET balance = balance + 1, redeemed = redeemed + 1, loaded = loaded + 1",
+        "UPDATE unit_accounts SET balance = balance - 1, redeemed = redeemed - 1",
+        "UPDATE unit_accounts SET card_id = zeroblob(32)",
+        "DELETE FROM unit_accounts",
+    ] {
+        assert!(refused_by(center, sql, &[]).is_some(), "{sql}");
+    }
+    // A total past 2^63 - 1 is refused by the schema itself (a REAL in a STRICT INTEGER
+    // column), even when the balance would be right.
+    assert!(
+        refused_by(
+            center,
+            "UPDATE unit_accounts SET balance = balance + 9223372036854775807, redeemed = redeemed + 9223372036854775807",
+            &[]
+        )
+        .is_some()
     );
 }
 
@@ -268,8 +306,20 @@ fn racing_key_generation_ends_with_one_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = path(&dir, "bank.sqlite");
     let clock = Arc::new(ManualClock::new(START));
+    let bank_key = SigningKey::generate_from_rng(&mut rand::rng());
     let banks: Vec<Arc<Bank>> = (0..2)
-        .map(|_| Arc::new(Bank::open(&file, clock.clone(), BankConfig::default(), ADMIN).unwrap()))
+        .map(|_| {
+            Arc::new(
+                Bank::open(
+                    &file,
+                    clock.clone(),
+                    BankConfig::default(),
+                    bank_key.clone(),
+                    ADMIN,
+                )
+                .unwrap(),
+            )
+        })
         .collect();
     assert_eq!(banks[0].public_key(), banks[1].public_key());
     let barrier = Arc::new(std::sync::Barrier::new(2));
@@ -314,8 +364,9 @@ fn units_balance(db: &Database, card_id: [u8; 32]) -> i64 {
 }
 
 const INSERT_LOAD: &str = "INSERT INTO loads
-    (card_id, counter, request, signature, kind, asset, amount, serial, authorisation, day)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    (card_id, counter, request, signature, kind, asset, amount, serial, authorisation, day,
+     block_list_version)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 const INSERT_CANCELLATION: &str = "INSERT INTO load_cancellations
     (card_id, counter, request, signature, outcome, acknowledgement, day)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -346,6 +397,7 @@ fn load_row(card_id: [u8; 32], counter: u32, value: UnitValue) -> Vec<Value> {
         amount,
         serial,
         Value::Blob(vec![2; 64]),
+        Value::Int(0),
         Value::Int(0),
     ]
 }
@@ -438,7 +490,7 @@ fn the_schema_keeps_the_unit_ledger_by_itself() {
 
     // A second load of a (card, counter), with the same bytes or others.
     let loaded = row(
-        "SELECT card_id, counter, request, signature, kind, asset, amount, serial, authorisation, day FROM loads WHERE counter = 0",
+        "SELECT card_id, counter, request, signature, kind, asset, amount, serial, authorisation, day, block_list_version FROM loads WHERE counter = 0",
     );
     assert_eq!(loaded, {
         let mut expected = load_row(card_id, 0, jpy(10));
@@ -564,10 +616,20 @@ fn the_schema_keeps_the_unit_ledger_by_itself() {
         refused_by(center, INSERT_UNLOAD, &unload_row(card_id, 0, "JPY", 3)),
         Some(Constraint::Unique)
     );
+    // (No USD was ever loaded onto a card: no float, which the trigger refuses first.)
+    assert!(refused_by(center, INSERT_UNLOAD, &unload_row(card_id, 1, "USD", 3)).is_some());
+    // Invariant 5: cards hold 10 - 3 = 7 JPY in all (the refunded load came back): an unload
+    // of 8 would make the float negative.
     assert_eq!(
-        refused_by(center, INSERT_UNLOAD, &unload_row(card_id, 1, "USD", 3)),
-        Some(Constraint::ForeignKey)
+        row("SELECT amount FROM floats WHERE asset = 'JPY'"),
+        vec![Value::Int(7)]
     );
+    assert_eq!(
+        refused_by(center, INSERT_UNLOAD, &unload_row(card_id, 1, "JPY", 8)),
+        Some(Constraint::Check)
+    );
+    // Nor can the floats be changed or removed by hand... but by the triggers only.
+    assert!(refused_by(center, "DELETE FROM floats", &[]).is_some());
     let mut inflated = unload_row(card_id, 1, "JPY", 3);
     inflated[5] = Value::Int(300);
     assert_eq!(
@@ -645,15 +707,18 @@ fn the_schema_keeps_the_unit_ledger_by_itself() {
     );
 }
 
-const VERDICT_COLUMNS: &str = "s2, a, outcome, signature, responder_id, responder_certificate,
-    initiator_id, initiator_certificate, agreement_signature, resolve_signature,
-    cancel_signature, day";
+const VERDICT_COLUMNS: &str = "a, s2, outcome, signature, commitment, responder_id,
+    responder_certificate, initiator_id, initiator_certificate, agreement_signature,
+    resolve_signature, cancel_signature, day";
 
-fn verdict_row(db: &Database, s2: &[u8; 32]) -> Vec<Value> {
+fn verdict_row(db: &Database, session: &Session) -> Vec<Value> {
     db.transaction(|tx| {
         tx.query_opt(
-            &format!("SELECT {VERDICT_COLUMNS} FROM verdicts WHERE s2 = ?1"),
-            &[Value::Blob(s2.to_vec())],
+            &format!("SELECT {VERDICT_COLUMNS} FROM verdicts WHERE a = ?1 AND s2 = ?2"),
+            &[
+                Value::Blob(session.a.to_vec()),
+                Value::Blob(session.s2.to_vec()),
+            ],
         )
     })
     .unwrap()
@@ -670,22 +735,27 @@ fn the_schema_keeps_one_final_verdict_per_session_by_itself() {
         ArbiterConfig {
             issuer_public_key: *issuer.verifying_key(),
         },
+        SigningKey::generate_from_rng(&mut rand::rng()),
     )
     .unwrap();
-    let (a, b) = (SoftCard::new(&issuer), SoftCard::new(&issuer));
+    let (a, b, c) = (
+        SoftCard::new(&issuer),
+        SoftCard::new(&issuer),
+        SoftCard::new(&issuer),
+    );
     let (completed, cancelled) = (Session::new(&a, &b), Session::new(&a, &b));
     arbiter
         .resolve(&resolve_request(&a, &b, &completed))
         .unwrap();
-    arbiter.cancel(&cancel_request(&b, &cancelled)).unwrap();
+    arbiter.cancel(&cancel_request(&a, &b, &cancelled)).unwrap();
     let db = arbiter.database();
-    let complete = verdict_row(db, &completed.s2);
-    let cancel = verdict_row(db, &cancelled.s2);
+    let complete = verdict_row(db, &completed);
+    let cancel = verdict_row(db, &cancelled);
     assert_eq!(complete[2], Value::Text("complete".into()));
     assert_eq!(cancel[2], Value::Text("cancel".into()));
     let insert = format!(
         "INSERT INTO verdicts ({VERDICT_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     );
 
     // A second verdict for a decided session: the other outcome, with a proof that would
@@ -693,24 +763,29 @@ fn the_schema_keeps_one_final_verdict_per_session_by_itself() {
     let mut second = cancel.clone();
     second[0] = complete[0].clone();
     second[1] = complete[1].clone();
-    for verb in [
-        "INSERT",
-        "INSERT OR REPLACE",
-        "REPLACE",
-        "INSERT OR IGNORE",
-        "INSERT OR FAIL",
-    ] {
-        let sql = insert.replacen("INSERT", verb, 1);
-        let refused = refused_by(db, &sql, &second);
-        // OR IGNORE may succeed doing nothing; every other form is an error.
-        if verb != "INSERT OR IGNORE" {
-            assert!(refused.is_some(), "{verb} recorded a second verdict");
+    // And a second agreement of the same responder under a decided s2 (a made-up a).
+    let mut other_agreement = cancel.clone();
+    other_agreement[0] = Value::Blob(vec![0x5A; 32]);
+    for row in [&second, &other_agreement] {
+        for verb in [
+            "INSERT",
+            "INSERT OR REPLACE",
+            "REPLACE",
+            "INSERT OR IGNORE",
+            "INSERT OR FAIL",
+        ] {
+            let sql = insert.replacen("INSERT", verb, 1);
+            let refused = refused_by(db, &sql, row);
+            // OR IGNORE may succeed doing nothing; every other form is an error.
+            if verb != "INSERT OR IGNORE" {
+                assert!(refused.is_some(), "{verb} recorded a second verdict");
+            }
         }
     }
     assert_eq!(
         refused_by(
             db,
-            &format!("{insert} ON CONFLICT (s2) DO UPDATE SET outcome = excluded.outcome"),
+            &format!("{insert} ON CONFLICT (a, s2) DO UPDATE SET outcome = excluded.outcome"),
             &second
         ),
         Some(Constraint::Other)
@@ -720,79 +795,85 @@ fn the_schema_keeps_one_final_verdict_per_session_by_itself() {
         "UPDATE verdicts SET outcome = 'cancel' WHERE outcome = 'complete'",
         "UPDATE verdicts SET signature = zeroblob(64)",
         "UPDATE verdicts SET day = day + 1",
+        "UPDATE verdicts SET a = zeroblob(32)",
         "DELETE FROM verdicts WHERE outcome = 'cancel'",
         "DELETE FROM verdicts",
     ] {
         assert_eq!(refused_by(db, sql, &[]), Some(Constraint::Other), "{sql}");
     }
-    assert_eq!(verdict_row(db, &completed.s2), complete);
-    assert_eq!(verdict_row(db, &cancelled.s2), cancel);
+    assert_eq!(verdict_row(db, &completed), complete);
+    assert_eq!(verdict_row(db, &cancelled), cancel);
 
     // A new session's row must carry the proof its outcome needs.
     let fresh = |row: &[Value]| {
         let mut row = row.to_vec();
-        row[0] = Value::Blob(vec![0xEE; 32]);
+        row[1] = Value::Blob(vec![0xEE; 32]);
         row
     };
     let (new_complete, new_cancel) = (fresh(&complete), fresh(&cancel));
+    let with = |row: &Vec<Value>, changes: &[(usize, Value)]| {
+        let mut r = row.clone();
+        for (i, v) in changes {
+            r[*i] = v.clone();
+        }
+        r
+    };
     let broken: Vec<(&str, Vec<Value>)> = vec![
-        ("a COMPLETE without Sa", {
-            let mut r = new_complete.clone();
-            r[8] = Value::Null;
-            r
-        }),
-        ("a COMPLETE without the initiator", {
-            let mut r = new_complete.clone();
-            r[6] = Value::Null;
-            r[7] = Value::Null;
-            r
-        }),
-        ("a COMPLETE with a cancel request", {
-            let mut r = new_complete.clone();
-            r[10] = cancel[10].clone();
-            r
-        }),
-        ("a COMPLETE between a card and itself", {
-            let mut r = new_complete.clone();
-            r[6] = r[4].clone();
-            r[7] = r[5].clone();
-            r
-        }),
-        ("a CANCEL without Sab", {
-            let mut r = new_cancel.clone();
-            r[10] = Value::Null;
-            r
-        }),
-        ("a CANCEL with A's resolve request", {
-            let mut r = new_cancel.clone();
-            r[9] = complete[9].clone();
-            r
-        }),
-        ("a responder id that is not its certificate's", {
-            let mut r = new_cancel.clone();
-            r[4] = Value::Blob(a.id.to_vec());
-            r
-        }),
-        ("an initiator id that is not its certificate's", {
-            let mut r = new_complete.clone();
-            r[6] = Value::Blob(vec![0x11; 32]);
-            r
-        }),
-        ("a short arbiter signature", {
-            let mut r = new_cancel.clone();
-            r[3] = Value::Blob(vec![1; 63]);
-            r
-        }),
-        ("an outcome that is neither", {
-            let mut r = new_cancel.clone();
-            r[2] = Value::Text("undecided".into());
-            r
-        }),
-        ("a time as text", {
-            let mut r = new_cancel.clone();
-            r[11] = Value::Text("today".into());
-            r
-        }),
+        (
+            "a COMPLETE without Sa",
+            with(&new_complete, &[(9, Value::Null)]),
+        ),
+        (
+            "a COMPLETE without the initiator",
+            with(&new_complete, &[(7, Value::Null), (8, Value::Null)]),
+        ),
+        (
+            "a COMPLETE with a cancel request",
+            with(&new_complete, &[(11, cancel[11].clone())]),
+        ),
+        (
+            "a COMPLETE between a card and itself",
+            with(
+                &new_complete,
+                &[(7, complete[5].clone()), (8, complete[6].clone())],
+            ),
+        ),
+        (
+            "a CANCEL without Sab",
+            with(&new_cancel, &[(11, Value::Null)]),
+        ),
+        (
+            "a CANCEL with A's resolve request",
+            with(&new_cancel, &[(10, complete[10].clone())]),
+        ),
+        (
+            "a new CANCEL without the initiator",
+            with(&new_cancel, &[(7, Value::Null), (8, Value::Null)]),
+        ),
+        (
+            "a responder id that is not its certificate's",
+            with(&new_cancel, &[(5, Value::Blob(c.id.to_vec()))]),
+        ),
+        (
+            "an initiator id that is not its certificate's",
+            with(&new_complete, &[(7, Value::Blob(vec![0x11; 32]))]),
+        ),
+        (
+            "a commitment of 31 bytes",
+            with(&new_cancel, &[(4, Value::Blob(vec![1; 31]))]),
+        ),
+        (
+            "a short arbiter signature",
+            with(&new_cancel, &[(3, Value::Blob(vec![1; 63]))]),
+        ),
+        (
+            "an outcome that is neither",
+            with(&new_cancel, &[(2, Value::Text("undecided".into()))]),
+        ),
+        (
+            "a time as text",
+            with(&new_cancel, &[(12, Value::Text("today".into()))]),
+        ),
     ];
     for (what, row) in &broken {
         assert!(
@@ -804,4 +885,321 @@ fn the_schema_keeps_one_final_verdict_per_session_by_itself() {
     db.transaction(|tx| tx.execute(&insert, &new_complete))
         .unwrap();
     assert_eq!(db.dump().unwrap()["verdicts"].len(), 3);
+}
+
+/// A card certificate in the form before cards were attested (no maker id), 160 bytes.
+fn old_certificate(card: &SigningKey) -> Vec<u8> {
+    let key = apdu_spec::cert::encode_public_key(card.verifying_key());
+    let id = apdu_spec::card_id(&key);
+    let mut c = vec![0x7F, 0x21, 0x81, 0x9C, 0x80, 0x20];
+    c.extend_from_slice(&id);
+    c.extend_from_slice(&[0x81, 0x21]);
+    c.extend_from_slice(&key);
+    c.extend_from_slice(&[0x82, 0x08, 0, 0, 0, 0, 0, 0, 0, 1]);
+    c.extend_from_slice(&[0x83, 0x08, 0, 0, 0, 0, 0xFF, 0, 0, 0]);
+    c.extend_from_slice(&[0x5F, 0x37, 0x40]);
+    c.extend_from_slice(&[0x33; 64]);
+    assert_eq!(c.len(), 160);
+    c
+}
+
+#[test]
+fn version_2_databases_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bank_file, center_file, arbiter_file) = (
+        path(&dir, "bank.sqlite"),
+        path(&dir, "center.sqlite"),
+        path(&dir, "arbiter.sqlite"),
+    );
+    let run = |file: &str,
+               role: &str,
+               migrations: &[valuecard_backend::db::Migration],
+               sql: &str,
+               params: &[Value]| {
+        let db = Database::open_sqlite(file, role, migrations).unwrap();
+        db.transaction(|tx| tx.execute(sql, params)).unwrap();
+    };
+    // The databases as version 2 of the program left them: each with its own private key.
+    run(
+        &bank_file,
+        "bank",
+        &bank::MIGRATIONS[..1],
+        "INSERT INTO bank_key (id, private_key) VALUES (1, ?1)",
+        &[Value::Blob(vec![0x42; 32])],
+    );
+    let old = SigningKey::generate_from_rng(&mut rand::rng());
+    let key = apdu_spec::cert::encode_public_key(old.verifying_key());
+    let id = apdu_spec::card_id(&key);
+    let c2 = &center::MIGRATIONS[..2];
+    for (sql, params) in [
+        (
+            "INSERT INTO issuer_key (id, private_key) VALUES (1, ?1)",
+            vec![Value::Blob(vec![0x43; 32])],
+        ),
+        (
+            "INSERT INTO cards (card_id, public_key, certificate, registered_day) VALUES (?1, ?2, ?3, 1)",
+            vec![
+                Value::Blob(id.to_vec()),
+                Value::Blob(key.to_vec()),
+                Value::Blob(old_certificate(&old)),
+            ],
+        ),
+        (
+            "INSERT INTO unit_accounts (card_id, asset, balance) VALUES (?1, 'JPY', 0)",
+            vec![Value::Blob(id.to_vec())],
+        ),
+        (
+            "INSERT INTO denomination_keys VALUES (?1, 100, 'JPY', 1, 0, 10, 20, x'00')",
+            vec![Value::Blob(vec![0x44; 32])],
+        ),
+        (
+            "INSERT INTO redemptions VALUES (?1, x'01', zeroblob(32), x'02', ?2, ?3, 100, 'JPY', 1)",
+            vec![
+                Value::Blob(vec![0x45; 32]),
+                Value::Blob(id.to_vec()),
+                Value::Blob(vec![0x44; 32]),
+            ],
+        ),
+    ] {
+        run(&center_file, "center", c2, sql, &params);
+    }
+    let mut old_load = load_row(id, 0, jpy(60));
+    old_load.pop();
+    run(
+        &center_file,
+        "center",
+        c2,
+        "INSERT INTO loads (card_id, counter, request, signature, kind, asset, amount, serial, authorisation, day)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        &old_load,
+    );
+    let mut refunded = load_row(id, 1, jpy(10));
+    refunded.pop();
+    run(
+        &center_file,
+        "center",
+        c2,
+        "INSERT INTO loads (card_id, counter, request, signature, kind, asset, amount, serial, authorisation, day)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        &refunded,
+    );
+    run(
+        &center_file,
+        "center",
+        c2,
+        INSERT_CANCELLATION,
+        &cancellation_row(id, 1, jpy(10), "refunded"),
+    );
+    run(
+        &center_file,
+        "center",
+        c2,
+        INSERT_UNLOAD,
+        &unload_row(id, 0, "JPY", 25),
+    );
+    let a2 = &arbiter::MIGRATIONS[..2];
+    run(
+        &arbiter_file,
+        "arbiter",
+        a2,
+        "INSERT INTO arbiter_key (id, private_key) VALUES (1, ?1)",
+        &[Value::Blob(vec![0x46; 32])],
+    );
+    let other = SigningKey::generate_from_rng(&mut rand::rng());
+    let other_id = apdu_spec::card_id(&apdu_spec::cert::encode_public_key(other.verifying_key()));
+    run(
+        &arbiter_file,
+        "arbiter",
+        a2,
+        "INSERT INTO verdicts (s2, a, outcome, signature, responder_id, responder_certificate,
+             initiator_id, initiator_certificate, agreement_signature, resolve_signature,
+             cancel_signature, day)
+         VALUES (?1, ?2, 'cancel', zeroblob(64), ?3, ?4, NULL, NULL, NULL, NULL, zeroblob(64), 1)",
+        &[
+            Value::Blob(vec![0x47; 32]),
+            Value::Blob(vec![0x48; 32]),
+            Value::Blob(other_id.to_vec()),
+            Value::Blob(old_certificate(&other)),
+        ],
+    );
+
+    // This version opens them with the keys of a scheme: the private keys are gone.
+    let w = TestScheme::new();
+    let clock = Arc::new(ManualClock::new(START));
+    let bank = Bank::open(
+        &bank_file,
+        clock.clone(),
+        BankConfig::default(),
+        w.bank.clone(),
+        ADMIN,
+    )
+    .unwrap();
+    let center = Center::open(
+        &center_file,
+        clock.clone(),
+        CenterConfig {
+            currency: "JPY".into(),
+            scheme: w.keys.clone(),
+            trusted_makers: vec![],
+        },
+        w.issuer.clone(),
+        ADMIN,
+    )
+    .unwrap();
+    let arbiter = Arbiter::open(
+        &arbiter_file,
+        clock,
+        ArbiterConfig {
+            issuer_public_key: *w.issuer.verifying_key(),
+        },
+        w.arbiter.clone(),
+    )
+    .unwrap();
+    for (db, old_table) in [
+        (bank.database(), "bank_key"),
+        (center.database(), "issuer_key"),
+        (arbiter.database(), "arbiter_key"),
+    ] {
+        let dump = db.dump().unwrap();
+        assert!(!dump.contains_key(old_table), "{old_table} is still there");
+        assert_eq!(dump["role_key"].len(), 1);
+    }
+    // The totals and the float come from the rows: 100 in, 60 + 10 out, 10 back, 25 back.
+    let dump = center.database().dump().unwrap();
+    assert_eq!(
+        dump["unit_accounts"],
+        vec![vec![
+            Value::Blob(id.to_vec()),
+            Value::Text("JPY".into()),
+            Value::Int(100 - 70 + 10 + 25),
+            Value::Int(100),
+            Value::Int(70),
+            Value::Int(10),
+            Value::Int(25),
+        ]]
+    );
+    assert_eq!(
+        dump["floats"],
+        vec![vec![
+            Value::Text("JPY".into()),
+            Value::Int(60 + 10 - 10 - 25)
+        ]]
+    );
+    // The card of before has no attestation: the center takes nothing from it.
+    let err = center.load(&load_order(&old, 2, jpy(1))).unwrap_err();
+    assert_eq!(err.code, valuecard_protocol::ErrorCode::UnknownCard);
+    assert!(
+        err.message.contains("before cards were attested"),
+        "{}",
+        err.message
+    );
+    let err = center.unload(&unload_order(&old, 1, 1)).unwrap_err();
+    assert_eq!(err.code, valuecard_protocol::ErrorCode::UnknownCard);
+    // The staff still see its ledger, and the audit names it.
+    let ledger = center
+        .ledger(
+            Some(ADMIN),
+            &LedgerRequest {
+                card_id: id,
+                proof: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(ledger.accounts[0].balance, 65);
+    let report =
+        valuecard_backend::audit::audit(None, Some(center.database()), Some(arbiter.database()))
+            .unwrap();
+    let violated: Vec<&str> = report.violations().map(|c| c.name).collect();
+    assert_eq!(violated, ["center.attested_cards"], "{}", report.render());
+    // The old verdict is kept, under its (a, s2).
+    let verdict = arbiter.verdict(&[0x48; 32], &[0x47; 32]).unwrap();
+    assert_eq!(
+        verdict.verdict.map(|v| v.outcome),
+        Some(apdu_spec::exchange::Outcome::Cancel)
+    );
+    // And the databases are bound to the new keys.
+    assert!(matches!(
+        Bank::open(
+            &bank_file,
+            Arc::new(ManualClock::new(START)),
+            BankConfig::default(),
+            SigningKey::generate_from_rng(&mut rand::rng()),
+            ADMIN
+        ),
+        Err(valuecard_backend::keys::StartError::KeyMismatch { role: "bank", .. })
+    ));
+}
+
+#[test]
+fn a_role_takes_only_the_schemes_key_and_its_databases() {
+    let scheme = TestScheme::new();
+    let other = TestScheme::new();
+    let clock = Arc::new(ManualClock::new(START));
+    let config = |scheme: &TestScheme| CenterConfig {
+        currency: "JPY".into(),
+        scheme: scheme.keys.clone(),
+        trusted_makers: vec![],
+    };
+    // Another scheme's issuer key, or the arbiter's, is not this scheme's issuer.
+    for key in [other.issuer.clone(), scheme.arbiter.clone()] {
+        match Center::open(":memory:", clock.clone(), config(&scheme), key, ADMIN) {
+            Err(valuecard_backend::keys::StartError::NotInScheme { role: "issuer", .. }) => {}
+            other => panic!("started: {other:?}"),
+        }
+    }
+    // A center database started with one issuer key does not start with another, even of a
+    // scheme that names it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = path(&dir, "center.sqlite");
+    drop(
+        Center::open(
+            &file,
+            clock.clone(),
+            config(&scheme),
+            scheme.issuer.clone(),
+            ADMIN,
+        )
+        .unwrap(),
+    );
+    match Center::open(
+        &file,
+        clock.clone(),
+        config(&other),
+        other.issuer.clone(),
+        ADMIN,
+    ) {
+        Err(valuecard_backend::keys::StartError::KeyMismatch {
+            role: "issuer",
+            stored,
+            given,
+        }) => {
+            assert_eq!(
+                stored,
+                hex::encode(apdu_spec::cert::encode_public_key(
+                    scheme.issuer.verifying_key()
+                ))
+            );
+            assert_eq!(
+                given,
+                hex::encode(apdu_spec::cert::encode_public_key(
+                    other.issuer.verifying_key()
+                ))
+            );
+        }
+        other => panic!("started: {other:?}"),
+    }
+    let center = Center::open(&file, clock, config(&scheme), scheme.issuer.clone(), ADMIN).unwrap();
+    // The binding is for good.
+    assert!(
+        center
+            .database()
+            .transaction(|tx| tx.execute("DELETE FROM role_key", &[]))
+            .is_err()
+    );
+    assert!(
+        center
+            .database()
+            .transaction(|tx| tx.execute("UPDATE role_key SET public_key = public_key", &[]))
+            .is_err()
+    );
 }

@@ -62,17 +62,28 @@ fn a_load_is_authorised_once_and_replayed_with_the_same_answer() {
         (card_id, 0, &jpy(100), false)
     );
     assert_eq!(first.ticket_signature, None);
-    // The authorisation is the issuer's signature over the card's exact request bytes,
-    // under the load-auth domain only: it is the body of LOAD APPLY.
+    // The authorisation is the issuer's signature over the card's exact request bytes and
+    // the version of the block list that comes with it, under the load-auth domain only:
+    // with the list, it is the body of LOAD APPLY.
+    assert_eq!(first.block_list.version, 0);
+    assert_eq!(first.block_list.verify(&issuer(&w)), Ok(()));
     assert!(units::verify(
         &issuer(&w),
         domains::LOAD_AUTH,
-        &order.request,
+        &units::authorised(&order.request, first.block_list.version),
         &first.authorisation
     ));
+    for (domain, version) in [(domains::LOAD_CANCEL_ACK, 0), (domains::LOAD_AUTH, 1)] {
+        assert!(!units::verify(
+            &issuer(&w),
+            domain,
+            &units::authorised(&order.request, version),
+            &first.authorisation
+        ));
+    }
     assert!(!units::verify(
         &issuer(&w),
-        domains::LOAD_CANCEL_ACK,
+        domains::LOAD_AUTH,
         &order.request,
         &first.authorisation
     ));
@@ -259,7 +270,7 @@ fn tickets_are_issued_loaded_refunded_and_loaded_again() {
     assert!(units::verify(
         &issuer(&w),
         domains::LOAD_AUTH,
-        &order.request,
+        &units::authorised(&order.request, loaded.block_list.version),
         &loaded.authorisation
     ));
     let again = unchanged(&w, || w.load(&order).unwrap());

@@ -9,6 +9,13 @@
 //! second load of a counter, an overdraw, a load of a cancelled request, and a ticket
 //! delivered twice.
 //!
+//! A blocked card (or a card of a blocked maker) gets no load, unload or ticket, and no
+//! ledger by its own proof; its cancellations still go through, so that what a load took
+//! comes back to its unit account rather than staying nowhere. An unload that would take
+//! the float (what all cards hold, per asset) below zero is refused as `float_exceeded` and
+//! raises an alarm (`blocks`): a genuine card never gives back more than cards were loaded
+//! with, so such a receipt was signed with a key that left its chip.
+//!
 //! A cancellation of a request the center never authorised is acknowledged as `voided`
 //! rather than refused: the card keeps its signed cancellation until the center
 //! acknowledges it, so the center must be able to answer it; and recording it makes sure
@@ -26,7 +33,11 @@ use valuecard_protocol::api::{
     TicketIssueRequest, UnloadAcknowledgement, UnloadOrder,
 };
 
-use super::{Center, RegisteredCard, consume_challenge, today, unit_accounts, unknown_card};
+use super::blocks::current_version;
+use super::{
+    AccountTotals, Center, RegisteredCard, check_fits, consume_challenge, today, unit_accounts,
+    unknown_card,
+};
 use crate::db::{Row, Tx, Value};
 use crate::error::{ApiError, ApiResult, invalid, signature_bytes};
 
@@ -171,6 +182,18 @@ fn unit_balance(tx: &mut dyn Tx, card_id: &[u8; 32], code: &str) -> ApiResult<u6
         .unwrap_or(0))
 }
 
+/// The float of `asset`: what the cards hold in all; 0 if none of it was ever loaded.
+fn float_of(tx: &mut dyn Tx, asset: &str) -> ApiResult<i64> {
+    Ok(tx
+        .query_opt(
+            "SELECT amount FROM floats WHERE asset = ?1",
+            &[asset.into()],
+        )?
+        .map(|r| r.i64(0))
+        .transpose()?
+        .unwrap_or(0))
+}
+
 fn add(total: &mut u64, amount: u64) -> ApiResult<()> {
     *total = total
         .checked_add(amount)
@@ -209,18 +232,21 @@ impl Center {
 
     /// Authorises a card's load request: debits the unit account (or hands the card its
     /// ticket) once per (card id, counter), and answers the issuer's signature over the
-    /// request. The same request again gets the same answer (`replayed`) and moves
-    /// nothing, even once the certificate has expired; a cancelled request is refused.
+    /// request and the current block list's version, with that list. The same request
+    /// again gets the same answer (`replayed`: the same authorisation and the same list)
+    /// and moves nothing, even once the certificate has expired; a cancelled request is
+    /// refused, and so is a blocked card.
     pub fn load(&self, order: &LoadOrder) -> ApiResult<LoadAuthorisation> {
         let message = decode_request(&order.request)?;
         let signature = signature_bytes(&order.signature, "signature")?;
         let now = self.clock.now();
-        let answer = |authorisation, ticket_signature, replayed| LoadAuthorisation {
+        let answer = |authorisation, ticket_signature, block_list, replayed| LoadAuthorisation {
             card_id: message.card_id,
             counter: message.counter,
             value: message.value.clone(),
             authorisation,
             ticket_signature,
+            block_list,
             replayed,
         };
         let key = [message.card_id.into(), counter_value(message.counter)];
@@ -228,6 +254,7 @@ impl Center {
         self.db.transaction(|tx| {
             let card = RegisteredCard::find(tx, &message.card_id)?;
             card.verify(domains::LOAD_REQUEST, &order.request, &signature, "load request")?;
+            card.refuse_if_blocked(tx)?;
             if tx
                 .query_opt(
                     "SELECT 1 FROM load_cancellations WHERE card_id = ?1 AND counter = ?2",
@@ -241,7 +268,8 @@ impl Center {
                 ));
             }
             if let Some(row) = tx.query_opt(
-                "SELECT request, authorisation FROM loads WHERE card_id = ?1 AND counter = ?2",
+                "SELECT request, authorisation, block_list_version FROM loads
+                 WHERE card_id = ?1 AND counter = ?2",
                 &key,
             )? {
                 if row.blob(0)? != order.request {
@@ -249,8 +277,13 @@ impl Center {
                         "{at} was authorised for another load request"
                     )));
                 }
+                let version = u32::try_from(row.u64(2).map_err(|_| {
+                    ApiError::internal("a load authorised before block lists cannot be answered again")
+                })?)
+                .map_err(|_| ApiError::internal("a stored list version is out of range"))?;
                 let ticket_signature = Self::ticket_signature(tx, &message.value)?;
-                return Ok(answer(row.array(1)?, ticket_signature, true));
+                let block_list = self.block_list_at(tx, version)?;
+                return Ok(answer(row.array(1)?, ticket_signature, block_list, true));
             }
             card.check_certificate(now)?;
             let (kind, amount, serial, ticket_signature) = match &message.value {
@@ -263,6 +296,11 @@ impl Center {
                             format!("the unit account holds {balance} {code}, the load asks for {amount}"),
                         ));
                     }
+                    // The card's loaded total and the float grow by the amount: neither
+                    // may pass 2^63 - 1 (the schema refuses it too).
+                    let totals = AccountTotals::read(tx, &message.card_id, code)?;
+                    check_fits("the card's loaded total", totals.loaded, *amount)?;
+                    check_fits("the float", float_of(tx, code)?, *amount)?;
                     ("asset", Value::uint(*amount)?, Value::Null, None)
                 }
                 UnitValue::Ticket { code, serial } => {
@@ -287,14 +325,25 @@ impl Center {
                     ("ticket", Value::Null, serial.as_slice().into(), Some(row.array(1)?))
                 }
             };
-            let authorisation = units::sign(&self.issuer, domains::LOAD_AUTH, &order.request);
-            // The trigger `loads_debit` debits the unit account (`loads_deliver_ticket`
-            // marks the ticket delivered); the primary key makes a second load of this
-            // counter impossible, and `loads_not_cancelled` a load of a cancelled one.
+            // The card takes the list with the credit, and keeps it if it is newer than its
+            // own: the authorisation covers its version, so a relay cannot hand it an
+            // older one.
+            let version = current_version(tx)?;
+            let block_list = self.block_list_at(tx, version)?;
+            let authorisation = units::sign(
+                &self.issuer,
+                domains::LOAD_AUTH,
+                &units::authorised(&order.request, version),
+            );
+            // The trigger `loads_debit` debits the unit account and adds to the float
+            // (`loads_deliver_ticket` marks the ticket delivered); the primary key makes a
+            // second load of this counter impossible, and `loads_not_cancelled` a load of a
+            // cancelled one.
             tx.execute(
                 "INSERT INTO loads
-                     (card_id, counter, request, signature, kind, asset, amount, serial, authorisation, day)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     (card_id, counter, request, signature, kind, asset, amount, serial, authorisation, day,
+                      block_list_version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 &[
                     message.card_id.into(),
                     counter_value(message.counter),
@@ -306,16 +355,18 @@ impl Center {
                     serial,
                     authorisation.into(),
                     Value::uint(today(now))?,
+                    Value::Int(i64::from(version)),
                 ],
             )?;
-            Ok(answer(authorisation, ticket_signature, false))
+            Ok(answer(authorisation, ticket_signature, block_list, false))
         })
     }
 
     /// Takes a card's cancellation of a load request, once per (card id, counter). An
     /// authorised request is refunded (its units go back, its ticket is free again); a
     /// request never authorised is voided: nothing moves, and it can never be authorised
-    /// (see the module's doc). The same cancellation again gets the same answer.
+    /// (see the module's doc). The same cancellation again gets the same answer. A blocked
+    /// card's cancellations are taken too: a refund only moves units back to the center.
     pub fn cancel_load(&self, cancel: &LoadCancellation) -> ApiResult<CancelAcknowledgement> {
         let message = decode_request(&cancel.request)?;
         let signature = signature_bytes(&cancel.signature, "signature")?;
@@ -354,7 +405,14 @@ impl Center {
                 "SELECT request FROM loads WHERE card_id = ?1 AND counter = ?2",
                 &key,
             )? {
-                Some(row) if row.blob(0)? == cancel.request => CancelOutcome::Refunded,
+                Some(row) if row.blob(0)? == cancel.request => {
+                    if let UnitValue::Asset { code, amount } = &message.value {
+                        let totals = AccountTotals::read(tx, &message.card_id, code)?;
+                        check_fits("the card's refunded total", totals.refunded, *amount)?;
+                        check_fits("the card's unit balance", totals.balance, *amount)?;
+                    }
+                    CancelOutcome::Refunded
+                }
                 Some(_) => {
                     return Err(conflict(format!(
                         "{at} was authorised for another load request"
@@ -387,7 +445,9 @@ impl Center {
 
     /// Credits a card's unload receipt to its unit account, once per (card id, counter),
     /// and answers the issuer's acknowledgement. The same receipt again gets the same
-    /// answer. An expired certificate does not stop an unload: the units must come back.
+    /// answer. An expired certificate does not stop an unload: the units must come back. A
+    /// blocked card is refused, and so is an unload past the float (`float_exceeded`, with
+    /// an alarm).
     pub fn unload(&self, order: &UnloadOrder) -> ApiResult<UnloadAcknowledgement> {
         let message = decode_receipt(&order.receipt)?;
         let signature = signature_bytes(&order.signature, "signature")?;
@@ -404,58 +464,75 @@ impl Center {
         };
         let key = [message.card_id.into(), counter_value(message.counter)];
         let at = card_counter(&message.card_id, message.counter);
-        self.db.transaction(|tx| {
-            let card = RegisteredCard::find(tx, &message.card_id)?;
-            card.verify(
-                domains::UNLOAD,
-                &order.receipt,
-                &signature,
-                "unload receipt",
-            )?;
-            self.check_currency(code)?;
-            if let Some(row) = tx.query_opt(
+        // Ok(Err(float)): refused for the float, which was `float`; nothing written.
+        let outcome =
+            self.db
+                .transaction(|tx| -> ApiResult<Result<UnloadAcknowledgement, i64>> {
+                    let card = RegisteredCard::find(tx, &message.card_id)?;
+                    card.verify(
+                        domains::UNLOAD,
+                        &order.receipt,
+                        &signature,
+                        "unload receipt",
+                    )?;
+                    card.refuse_if_blocked(tx)?;
+                    self.check_currency(code)?;
+                    if let Some(row) = tx.query_opt(
                 "SELECT receipt, acknowledgement FROM unloads WHERE card_id = ?1 AND counter = ?2",
                 &key,
             )? {
                 if row.blob(0)? != order.receipt {
                     return Err(conflict(format!("{at} was unloaded with another receipt")));
                 }
-                return Ok(answer(row.array(1)?, true));
+                return Ok(Ok(answer(row.array(1)?, true)));
             }
-            let balance = unit_balance(tx, &message.card_id, code)?;
-            if balance
-                .checked_add(*amount)
-                .is_none_or(|b| i64::try_from(b).is_err())
-            {
-                return Err(invalid(
-                    "receipt: the amount would overflow the unit account",
-                ));
-            }
-            let acknowledgement = units::sign(&self.issuer, domains::UNLOAD_ACK, &order.receipt);
-            // The trigger `unloads_credit` credits the unit account; the primary key makes a
-            // second credit of this counter impossible.
-            tx.execute(
-                "INSERT INTO unloads
+                    // Invariant 5: the cards never give back more than they were loaded with. The
+                    // schema refuses it too (CHECK (amount >= 0) on floats); here it is refused
+                    // with its own code, and an alarm.
+                    let float = float_of(tx, code)?;
+                    if i128::from(float) < i128::from(*amount) {
+                        return Ok(Err(float));
+                    }
+                    let totals = AccountTotals::read(tx, &message.card_id, code)?;
+                    check_fits("the card's unloaded total", totals.unloaded, *amount)?;
+                    check_fits("the card's unit balance", totals.balance, *amount)?;
+                    let acknowledgement =
+                        units::sign(&self.issuer, domains::UNLOAD_ACK, &order.receipt);
+                    // The trigger `unloads_credit` credits the unit account and takes the amount
+                    // off the float; the primary key makes a second credit of this counter
+                    // impossible.
+                    tx.execute(
+                        "INSERT INTO unloads
                      (card_id, counter, receipt, signature, asset, amount, acknowledgement, day)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                &[
-                    message.card_id.into(),
-                    counter_value(message.counter),
-                    order.receipt.as_slice().into(),
-                    signature.into(),
-                    code.as_str().into(),
-                    Value::uint(*amount)?,
-                    acknowledgement.into(),
-                    Value::uint(today(now))?,
-                ],
-            )?;
-            Ok(answer(acknowledgement, false))
+                        &[
+                            message.card_id.into(),
+                            counter_value(message.counter),
+                            order.receipt.as_slice().into(),
+                            signature.into(),
+                            code.as_str().into(),
+                            Value::uint(*amount)?,
+                            acknowledgement.into(),
+                            Value::uint(today(now))?,
+                        ],
+                    )?;
+                    Ok(Ok(answer(acknowledgement, false)))
+                })?;
+        outcome.map_err(|float| {
+            self.raise_float_alarm(&message, &order.receipt, &signature, code, *amount, float);
+            ApiError::new(
+                ErrorCode::FloatExceeded,
+                format!(
+                    "{at}: the cards were loaded with {float} {code} in all, less than this receipt's {amount}: no genuine card signs it; the staff have been alerted"
+                ),
+            )
         })
     }
 
     /// Issues a ticket to a card (admin): the issuer signs (asset, serial, card id). The
     /// same asset and serial again for the same card get the first ticket (`replayed`);
-    /// for another card, a conflict. Without a serial the center picks 16 random bytes.
+    /// for another card, a conflict. Without a serial the center picks 16 random bytes. A
+    /// blocked card gets none.
     pub fn issue_ticket(
         &self,
         admin: Option<&str>,
@@ -494,15 +571,7 @@ impl Center {
             replayed,
         };
         self.db.transaction(|tx| {
-            if tx
-                .query_opt(
-                    "SELECT 1 FROM cards WHERE card_id = ?1",
-                    &[req.card_id.into()],
-                )?
-                .is_none()
-            {
-                return Err(unknown_card(&req.card_id));
-            }
+            RegisteredCard::find(tx, &req.card_id)?.refuse_if_blocked(tx)?;
             if let Some(row) = tx.query_opt(
                 "SELECT card_id, signature, delivery_counter FROM tickets
                  WHERE asset = ?1 AND serial = ?2",
@@ -538,8 +607,8 @@ impl Center {
     }
 
     /// A card's unit accounts, ledger and tickets: for the admin token, or for a proof over
-    /// a fresh balance challenge signed by the card (which uses the challenge up). With the
-    /// admin token the proof is not looked at.
+    /// a fresh balance challenge signed by the card (which uses the challenge up), unless
+    /// the card is blocked. With the admin token the proof is not looked at.
     ///
     /// The entries are the value movements: redemptions, loads, refunds, unloads, and
     /// tickets issued. A voided cancellation moved nothing and is not an entry.
@@ -560,9 +629,22 @@ impl Center {
         let now = self.clock.now();
         let card_id = req.card_id;
         self.db.transaction(|tx| {
-            let card = RegisteredCard::find(tx, &card_id)?;
-            if let Some(proof) = proof {
-                consume_challenge(tx, proof, ChallengePurpose::Balance, &card.key, now)?;
+            match proof {
+                Some(proof) => {
+                    let card = RegisteredCard::find(tx, &card_id)?;
+                    consume_challenge(tx, proof, ChallengePurpose::Balance, &card.key, now)?;
+                    card.refuse_if_blocked(tx)?;
+                }
+                // The staff read any card's ledger: a blocked card's, and one registered
+                // before cards were attested.
+                None => {
+                    if tx
+                        .query_opt("SELECT 1 FROM cards WHERE card_id = ?1", &[card_id.into()])?
+                        .is_none()
+                    {
+                        return Err(unknown_card(&card_id));
+                    }
+                }
             }
             self.read_ledger(tx, card_id)
         })

@@ -10,10 +10,12 @@ use rand::RngExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use apdu_spec::anchor::{Anchor, AnchorRole};
 use apdu_spec::cert::{Certificate, encode_public_key};
 use apdu_spec::exchange;
+use apdu_spec::maker::{Attestation, MakerCertificate, maker_id};
 use apdu_spec::units::{self, UnitMessage, domains};
-use valuecard_backend::arbiter::{self, Arbiter, ArbiterConfig};
+use valuecard_backend::arbiter::{Arbiter, ArbiterConfig};
 use valuecard_backend::bank::{Bank, BankConfig};
 use valuecard_backend::center::{Center, CenterConfig};
 use valuecard_backend::clock::ManualClock;
@@ -22,6 +24,7 @@ use valuecard_backend::http::{self, Roles, ServerHandle};
 use valuecard_protocol::ErrorCode;
 use valuecard_protocol::api::*;
 use valuecard_protocol::keylist::{DenominationKeyInfo, KeyList, SignedKeyList};
+use valuecard_protocol::scheme::{Scheme, SchemeKeys};
 use valuecard_protocol::token::{Blinded, DenominationPublicKey, TokenMessage};
 
 /// Not a day boundary, so that a day number never equals a time by accident.
@@ -57,8 +60,96 @@ impl<T: std::fmt::Debug> ExpectCode<T> for Answer<T> {
     }
 }
 
+/// The scheme's keys, as `keys init` makes them: the root, the issuer, the arbiter and the
+/// bank, and the checked scheme.
+#[derive(Clone, Debug)]
+pub struct TestScheme {
+    pub root: SigningKey,
+    pub issuer: SigningKey,
+    pub arbiter: SigningKey,
+    pub bank: SigningKey,
+    pub scheme: Scheme,
+    pub keys: SchemeKeys,
+}
+
+impl TestScheme {
+    pub fn new() -> TestScheme {
+        let mut rng = rand::rng();
+        let root = SigningKey::generate_from_rng(&mut rng);
+        let issuer = SigningKey::generate_from_rng(&mut rng);
+        let arbiter = SigningKey::generate_from_rng(&mut rng);
+        let bank = SigningKey::generate_from_rng(&mut rng);
+        let scheme = Scheme::new(
+            root.verifying_key(),
+            &Anchor::issue(&root, AnchorRole::Issuer, issuer.verifying_key()),
+            &Anchor::issue(&root, AnchorRole::Arbiter, arbiter.verifying_key()),
+            bank.verifying_key(),
+        );
+        let keys = scheme.keys().unwrap();
+        TestScheme {
+            root,
+            issuer,
+            arbiter,
+            bank,
+            scheme,
+            keys,
+        }
+    }
+
+    /// Writes the key files and scheme.json as `keys init` does, in `dir`.
+    pub fn write(&self, dir: &std::path::Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        for (name, key) in [
+            ("root.key", &self.root),
+            ("issuer.key", &self.issuer),
+            ("arbiter.key", &self.arbiter),
+            ("bank.key", &self.bank),
+        ] {
+            std::fs::write(dir.join(name), format!("{}\n", hex::encode(key.to_bytes()))).unwrap();
+        }
+        std::fs::write(
+            dir.join("scheme.json"),
+            serde_json::to_string_pretty(&self.scheme).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+/// A chip as a card maker makes it: an attestation key and the maker's certificate over it.
+/// It attests card keys as ATTEST does (it attests any key it is handed: a software stand-in
+/// for a card whose attestation key was extracted, or for a genuine card attesting its own).
+#[derive(Clone, Debug)]
+pub struct Chip {
+    pub attestation_key: SigningKey,
+    pub certificate: MakerCertificate,
+}
+
+impl Chip {
+    pub fn made_by(maker: &SigningKey) -> Chip {
+        let attestation_key = SigningKey::generate_from_rng(&mut rand::rng());
+        Chip {
+            certificate: MakerCertificate::issue(maker, attestation_key.verifying_key()),
+            attestation_key,
+        }
+    }
+
+    /// ATTEST's answer for `card` over `challenge`.
+    pub fn attest(&self, card: &SigningKey, challenge: &[u8]) -> Vec<u8> {
+        Attestation::sign(
+            &self.attestation_key,
+            self.certificate.clone(),
+            &encode_public_key(card.verifying_key()),
+            challenge,
+        )
+        .encode()
+    }
+}
+
 pub struct World {
     pub clock: Arc<ManualClock>,
+    pub scheme: TestScheme,
+    /// The test maker the center trusts.
+    pub maker: SigningKey,
     pub bank: Arc<Bank>,
     pub center: Arc<Center>,
     /// Takes the center's certificates, as in `all` mode.
@@ -125,36 +216,65 @@ pub fn raw(
 }
 
 impl World {
-    /// A bank, a center and an arbiter wired to each other's keys, and the bank's keys for
-    /// `amounts` imported into the center.
+    /// A bank, a center and an arbiter of one scheme, in memory, and the bank's keys for
+    /// `amounts` imported into the center. The center trusts one test maker.
     pub fn new(amounts: &[u64]) -> World {
+        Self::open(None, amounts)
+    }
+
+    /// The same, with the databases in `dir` (bank.sqlite, center.sqlite, arbiter.sqlite).
+    pub fn in_dir(dir: &std::path::Path, amounts: &[u64]) -> World {
+        Self::open(Some(dir), amounts)
+    }
+
+    fn open(dir: Option<&std::path::Path>, amounts: &[u64]) -> World {
+        let path = |name: &str| match dir {
+            None => ":memory:".to_owned(),
+            Some(d) => d.join(name).to_str().unwrap().to_owned(),
+        };
         let clock = Arc::new(ManualClock::new(START));
-        let bank =
-            Arc::new(Bank::open(":memory:", clock.clone(), BankConfig::default(), ADMIN).unwrap());
-        let arbiter_db = arbiter::open_database(":memory:").unwrap();
+        let scheme = TestScheme::new();
+        let maker = SigningKey::generate_from_rng(&mut rand::rng());
+        let bank = Arc::new(
+            Bank::open(
+                &path("bank.sqlite"),
+                clock.clone(),
+                BankConfig::default(),
+                scheme.bank.clone(),
+                ADMIN,
+            )
+            .unwrap(),
+        );
         let center = Arc::new(
             Center::open(
-                ":memory:",
+                &path("center.sqlite"),
                 clock.clone(),
                 CenterConfig {
                     currency: "JPY".into(),
-                    bank_public_key: *bank.verifying_key(),
-                    arbiter_public_key: arbiter::public_key(&arbiter_db).unwrap(),
+                    scheme: scheme.keys.clone(),
+                    trusted_makers: vec![*maker.verifying_key()],
                 },
+                scheme.issuer.clone(),
                 ADMIN,
             )
             .unwrap(),
         );
         let arbiter = Arc::new(
-            Arbiter::new(
-                arbiter_db,
+            Arbiter::open(
+                &path("arbiter.sqlite"),
                 clock.clone(),
                 ArbiterConfig {
-                    issuer_public_key: *center.issuer_verifying_key(),
+                    issuer_public_key: *scheme.issuer.verifying_key(),
                 },
+                scheme.arbiter.clone(),
             )
             .unwrap(),
         );
+        // As `all` does: the arbiter learns every block at once.
+        let to_arbiter = arbiter.clone();
+        center.forward_blocks_to(move |list| {
+            to_arbiter.take_block_list(list).unwrap();
+        });
         let app = http::router(Roles {
             bank: Some(bank.clone()),
             center: Some(center.clone()),
@@ -163,6 +283,8 @@ impl World {
         let server = ServerHandle::start("127.0.0.1:0", app).unwrap();
         let mut world = World {
             clock,
+            scheme,
+            maker,
             bank,
             center,
             arbiter,
@@ -298,7 +420,14 @@ impl World {
         c.challenge
     }
 
-    pub fn register_request(&self, card: &SigningKey) -> RegisterRequest {
+    /// A chip made by the test maker the center trusts.
+    pub fn chip(&self) -> Chip {
+        Chip::made_by(&self.maker)
+    }
+
+    /// The registration of `card` on `chip`, over a fresh register challenge, as the
+    /// terminal sends it: INTERNAL AUTHENTICATE and ATTEST over the same challenge.
+    pub fn register_with(&self, card: &SigningKey, chip: &Chip) -> RegisterRequest {
         let challenge = self.challenge(ChallengePurpose::Register);
         RegisterRequest {
             public_key: encode_public_key(card.verifying_key()),
@@ -306,17 +435,74 @@ impl World {
                 challenge,
                 signature: apdu_spec::auth::sign(card, &challenge).to_vec(),
             },
+            attestation: chip.attest(card, &challenge),
         }
+    }
+
+    /// The registration of `card` on a new chip of the trusted maker.
+    pub fn register_request(&self, card: &SigningKey) -> RegisterRequest {
+        self.register_with(card, &self.chip())
+    }
+
+    pub fn register(&self, req: &RegisterRequest) -> Answer<Registration> {
+        self.post("/center/v1/cards", req)
     }
 
     /// A new card, registered: its key and its id.
     pub fn new_card(&self) -> (SigningKey, [u8; 32]) {
-        let card = SigningKey::generate_from_rng(&mut rand::rng());
-        let registration: Registration = self
-            .post("/center/v1/cards", &self.register_request(&card))
-            .unwrap();
-        assert!(!registration.replayed);
+        let (card, registration) = self.new_registered_card();
         (card, registration.card_id)
+    }
+
+    /// A new card, registered: its key and its registration.
+    pub fn new_registered_card(&self) -> (SigningKey, Registration) {
+        let card = SigningKey::generate_from_rng(&mut rand::rng());
+        let registration: Registration = self.register(&self.register_request(&card)).unwrap();
+        assert!(!registration.replayed);
+        (card, registration)
+    }
+
+    /// A registered card as the exchange sees it: its key, id and certificate.
+    pub fn soft_card(&self) -> SoftCard {
+        let (key, registration) = self.new_registered_card();
+        SoftCard {
+            key,
+            id: registration.card_id,
+            certificate: registration.certificate,
+        }
+    }
+
+    /// Blocks `entry` (admin).
+    pub fn block(&self, entry: BlockEntry) -> BlockAnswer {
+        self.post_admin(
+            "/center/v1/blocks",
+            ADMIN,
+            &BlockRequest {
+                entry,
+                reason: "test".into(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// The float report (admin).
+    pub fn float(&self) -> FloatReport {
+        answer(
+            self.agent
+                .get(self.url("/center/v1/float"))
+                .header("Authorization", format!("Bearer {ADMIN}"))
+                .call(),
+        )
+        .unwrap()
+    }
+
+    /// Every database's dump: bank, center, arbiter.
+    pub fn all_dumps(&self) -> (Dump, Dump, Dump) {
+        (
+            self.bank.database().dump().unwrap(),
+            self.center.database().dump().unwrap(),
+            self.arbiter.database().dump().unwrap(),
+        )
     }
 
     /// The card's unit balance in JPY, read with a fresh balance challenge.
@@ -523,20 +709,41 @@ pub fn unload_order(card: &SigningKey, counter: u32, amount: u64) -> UnloadOrder
     }
 }
 
-/// Runs `request`, checks its error code and HTTP status, and checks that neither
-/// database changed.
+/// The tables whose rows differ between two dumps of the three databases.
+pub fn changed_tables(before: &(Dump, Dump, Dump), after: &(Dump, Dump, Dump)) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (role, b, a) in [
+        ("bank", &before.0, &after.0),
+        ("center", &before.1, &after.1),
+        ("arbiter", &before.2, &after.2),
+    ] {
+        let mut tables: Vec<&String> = b.keys().chain(a.keys()).collect();
+        tables.sort();
+        tables.dedup();
+        for t in tables {
+            if b.get(t) != a.get(t) {
+                changed.push(format!("{role}.{t}"));
+            }
+        }
+    }
+    changed
+}
+
+/// Runs `request`, checks its error code and HTTP status, and checks that no database
+/// changed.
 #[track_caller]
 pub fn refused<T: std::fmt::Debug>(
     w: &World,
     code: ErrorCode,
     request: impl FnOnce() -> Answer<T>,
 ) {
-    let before = w.dumps();
+    let before = w.all_dumps();
     request().expect_code(code);
-    assert_eq!(
-        w.dumps(),
-        before,
-        "a refused request ({code}) changed a database"
+    let after = w.all_dumps();
+    let changed = changed_tables(&before, &after);
+    assert!(
+        changed.is_empty(),
+        "a refused request ({code}) changed {changed:?}"
     );
 }
 
@@ -544,6 +751,11 @@ pub fn refused<T: std::fmt::Debug>(
 
 /// Five years, like the center's certificates.
 pub const CARD_VALIDITY: u64 = 5 * 365 * 86_400;
+
+/// The maker id the certificates of [`SoftCard`] name: a test maker's.
+pub fn test_maker_id() -> [u8; 32] {
+    maker_id(SigningKey::from_slice(&[0x55; 32]).unwrap().verifying_key())
+}
 
 /// A card in software: its key, and a certificate issued by `issuer` as the center does.
 #[derive(Clone, Debug)]
@@ -559,9 +771,18 @@ impl SoftCard {
         Self::valid(issuer, START, START + CARD_VALIDITY)
     }
 
+    /// A new card of the maker `maker`.
+    pub fn made_by(issuer: &SigningKey, maker: [u8; 32]) -> SoftCard {
+        Self::issued(issuer, maker, START, START + CARD_VALIDITY)
+    }
+
     pub fn valid(issuer: &SigningKey, not_before: u64, not_after: u64) -> SoftCard {
+        Self::issued(issuer, test_maker_id(), not_before, not_after)
+    }
+
+    fn issued(issuer: &SigningKey, maker: [u8; 32], not_before: u64, not_after: u64) -> SoftCard {
         let key = SigningKey::generate_from_rng(&mut rand::rng());
-        let cert = Certificate::issue(issuer, key.verifying_key(), not_before, not_after);
+        let cert = Certificate::issue(issuer, key.verifying_key(), maker, not_before, not_after);
         SoftCard {
             id: cert.card_id,
             certificate: cert.encode(),
@@ -575,31 +796,50 @@ impl SoftCard {
     }
 }
 
-/// One exchange session between an initiator and a responder, with s2 and a made as the
+/// One exchange session between an initiator and a responder, with c, a and s2 made as the
 /// cards make them: A gives 300 JPY, B gives nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Session {
     pub s2: [u8; 32],
     pub a: [u8; 32],
+    /// The value commitment c = SHA-256(s1 ‖ V1 ‖ V2).
+    pub c: [u8; 32],
 }
 
 impl Session {
     pub fn new(initiator: &SoftCard, responder: &SoftCard) -> Session {
         let mut rng = rand::rng();
         let (s1, r2): ([u8; 32], [u8; 32]) = (rng.random(), rng.random());
+        let c = exchange::values_commitment(&s1, &Some(jpy(300)), &None);
         Session {
             s2: exchange::commitment(&r2),
-            a: exchange::agreement(&s1, &Some(jpy(300)), &None, &initiator.id, &responder.id),
+            a: exchange::agreement_of(&c, &initiator.id, &responder.id),
+            c,
+        }
+    }
+
+    /// The session that `initiator` and `responder` would have with this one's c and s2: a
+    /// made-up agreement that names them.
+    pub fn naming(&self, initiator: &SoftCard, responder: &SoftCard) -> Session {
+        Session {
+            a: exchange::agreement_of(&self.c, &initiator.id, &responder.id),
+            ..*self
         }
     }
 }
 
 /// The responder's cancel request, as CANCEL answers it.
-pub fn cancel_request(responder: &SoftCard, session: &Session) -> ArbiterCancelRequest {
+pub fn cancel_request(
+    initiator: &SoftCard,
+    responder: &SoftCard,
+    session: &Session,
+) -> ArbiterCancelRequest {
     ArbiterCancelRequest {
         s2: session.s2,
         a: session.a,
+        commitment: session.c,
         cancel_signature: responder.sign(exchange::domains::CANCEL, &session.a, &session.s2),
+        initiator_certificate: initiator.certificate.clone(),
         responder_certificate: responder.certificate.clone(),
     }
 }
@@ -613,6 +853,7 @@ pub fn resolve_request(
     ArbiterResolveRequest {
         s2: session.s2,
         a: session.a,
+        commitment: session.c,
         agreement_signature: responder.sign(exchange::domains::AGREE, &session.a, &session.s2),
         resolve_signature: initiator.sign(exchange::domains::RESOLVE, &session.a, &session.s2),
         initiator_certificate: initiator.certificate.clone(),
