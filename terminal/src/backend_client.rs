@@ -20,7 +20,8 @@ use valuecard_protocol::api::{
     Registration, WithdrawAnswer, WithdrawRequest,
 };
 use valuecard_protocol::api::{
-    ArbiterCancelRequest, ArbiterInfo, ArbiterResolveRequest, Verdict, VerdictAnswer,
+    ArbiterCancelRequest, ArbiterInfo, ArbiterResolveRequest, BlockAnswer, BlockList,
+    BlockListStatus, BlockRequest, FloatReport, Verdict, VerdictAnswer,
 };
 use valuecard_protocol::api::{
     CancelAcknowledgement, CardLedger, IssuedTicket, LedgerRequest, LoadAuthorisation,
@@ -182,11 +183,29 @@ impl Server {
         query: &[(&str, String)],
         timeout: Duration,
     ) -> Result<A> {
+        self.get_as(path, query, timeout, None)
+    }
+
+    /// A GET of an admin route.
+    fn get_with_admin<A: DeserializeOwned>(&self, path: &str, admin_token: &str) -> Result<A> {
+        self.get_as(path, &[], TIMEOUT, Some(admin_token))
+    }
+
+    fn get_as<A: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        timeout: Duration,
+        bearer: Option<&str>,
+    ) -> Result<A> {
         let url = self.url(path);
         self.injected_failure(&url)?;
         let mut request = self.agent.get(&url);
         for (name, value) in query {
             request = request.query(*name, value);
+        }
+        if let Some(token) = bearer {
+            request = request.header("Authorization", &format!("Bearer {token}"));
         }
         let started = Instant::now();
         let answer = request
@@ -306,12 +325,16 @@ impl ArbiterClient {
         self.server.post("/v1/resolutions", request, None)
     }
 
-    /// The verdict recorded for `s2`, if any.
-    pub fn verdict(&self, s2: &[u8; 32]) -> Result<Option<Verdict>> {
-        let answer: VerdictAnswer =
-            self.server
-                .get(&format!("/v1/verdicts/{}", hex::encode(s2)), &[], TIMEOUT)?;
+    /// The verdict recorded for the session (a, s2), if any.
+    pub fn verdict(&self, a: &[u8; 32], s2: &[u8; 32]) -> Result<Option<Verdict>> {
+        let path = format!("/v1/verdicts/{}/{}", hex::encode(a), hex::encode(s2));
+        let answer: VerdictAnswer = self.server.get(&path, &[], TIMEOUT)?;
         Ok(answer.verdict)
+    }
+
+    /// `POST /arbiter/v1/block-list`: relays the issuer's signed block list (anyone may).
+    pub fn relay_block_list(&self, list: &BlockList) -> Result<BlockListStatus> {
+        self.server.post("/v1/block-list", list, None)
     }
 }
 
@@ -444,6 +467,21 @@ impl CenterClient {
     /// A card's ledger: with the card's proof, or with the admin token.
     pub fn ledger(&self, request: &LedgerRequest, admin_token: Option<&str>) -> Result<CardLedger> {
         self.server.post("/v1/ledger", request, admin_token)
+    }
+
+    /// Blocks a card or a card maker (center staff: needs the admin token).
+    pub fn block(&self, admin_token: &str, request: &BlockRequest) -> Result<BlockAnswer> {
+        self.server.post("/v1/blocks", request, Some(admin_token))
+    }
+
+    /// `GET /center/v1/block-list`: the issuer's signed block list, as it is now.
+    pub fn block_list(&self) -> Result<BlockList> {
+        self.server.get("/v1/block-list", &[], TIMEOUT)
+    }
+
+    /// `GET /center/v1/float` (admin): what cards hold per asset, and the alarms.
+    pub fn float(&self, admin_token: &str) -> Result<FloatReport> {
+        self.server.get_with_admin("/v1/float", admin_token)
     }
 }
 

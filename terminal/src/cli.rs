@@ -204,6 +204,23 @@ running; the others need nothing):
     /// Watch the whole system work: two cards, the bank, the center and the arbiter.
     Demo(crate::cmd::demo::DemoArgs),
 
+    /// Center staff: block a lost or stolen card, or a card maker, see the block list and
+    /// the float.
+    #[command(
+        subcommand,
+        after_help = "A blocked card (or every card of a blocked maker) gets no load, unload, ticket or
+balance at the center, no verdict of its own at the arbiter, and other cards refuse to
+start an exchange with it once they have loaded the new block list. Its honest
+counterparty in an open exchange can still settle.
+
+Examples (VALUECARD_ADMIN_TOKEN set to the backend's admin token; CARD_ID as `valuecard info`
+shows it):
+  valuecard cards block --card-id \"$CARD_ID\" --reason 'reported stolen'
+  valuecard cards blocked
+  valuecard cards float"
+    )]
+    Cards(CardsCommand),
+
     /// Bank accounts: open one, pay money in, read the balance.
     #[command(
         subcommand,
@@ -576,10 +593,13 @@ pub enum CardCommand {
     /// Register the card with the center and personalise it with what the center gives.
     #[command(
         after_help = "On a blank card GENERATE KEY runs first. The card signs a challenge of the center
-(INTERNAL AUTHENTICATE) to prove it holds its key; the center opens the card's unit
-account and certifies the key; the certificate, the center's issuer and arbiter keys and
-the PIN are then installed with PERSONALIZE, which works once. A card that is already
-personalised is left alone.
+(INTERNAL AUTHENTICATE) to prove it holds its key, and its attestation key, from its card
+maker, vouches for the same challenge that the key was made inside it (ATTEST). The center
+registers only keys that a card maker it trusts vouches for: it opens the card's unit
+account and certifies the key. The certificate, the issuer and arbiter keys (each under
+the scheme root's signature, which the card checks against the root it got at
+manufacture) and the PIN are then installed with PERSONALIZE, which works once. A card
+that is already personalised is left alone.
 
 The PIN comes from --pin, VALUECARD_PIN, or is asked twice when standard input is a
 terminal.
@@ -598,25 +618,26 @@ Examples (with `valuecard-backend all` running):
         json: bool,
     },
 
-    /// Personalise a card for development: make its key, certify it, install the trust
-    /// anchors and the PIN.
+    /// Personalise a card for development, without a center: make its key, certify it with
+    /// the issuer key, install the trust anchors and the PIN.
     #[command(
-        after_help = "For development only: the issuer key is a plain file, and the certificate is issued
-here. On a blank card GENERATE KEY runs first; a keyed card keeps its key. A card that is
-already personalised is left alone (PERSONALIZE works once).
+        after_help = "For development only: the issuer's secret key is read from the keys folder that
+`valuecard-backend keys init` wrote (issuer.key, with the anchors in scheme.json), and the
+certificate is issued here; no center registers the card, so it has no unit account. The
+card must have been made for that scheme's root (`valuecard-card provision`). On a blank
+card GENERATE KEY runs first; a keyed card keeps its key. A card that is already
+personalised is left alone (PERSONALIZE works once).
 
-Examples (ARBITER_KEY is the public key that the second keygen prints):
-  valuecard card keygen --out issuer.key
-  valuecard card keygen --out arbiter.key
-  valuecard card init --issuer-key issuer.key --arbiter-key \"$ARBITER_KEY\" --pin 123456"
+Examples:
+  valuecard-backend keys init --out keys
+  valuecard card keygen --out maker.key
+  valuecard-card provision --state dev.state --maker-key maker.key --root-key \"$(cat keys/root.pub)\"
+  valuecard --card-state dev.state card init --keys keys --pin 123456"
     )]
     Init {
-        /// File holding the issuer's P-256 secret scalar in hex (see `card keygen`).
-        #[arg(long, value_name = "FILE")]
-        issuer_key: PathBuf,
-        /// The arbiter's public key, SEC1 hex (compressed or not).
-        #[arg(long, value_name = "HEX")]
-        arbiter_key: String,
+        /// The folder of `valuecard-backend keys init`: issuer.key and scheme.json are read.
+        #[arg(long, value_name = "DIR")]
+        keys: PathBuf,
         /// The PIN to install: 4 to 12 digits.
         #[arg(long, env = "VALUECARD_PIN", hide_env_values = true)]
         pin: Option<String>,
@@ -625,15 +646,15 @@ Examples (ARBITER_KEY is the public key that the second keygen prints):
         validity_days: u64,
     },
 
-    /// Make a random P-256 secret key for development (an issuer or arbiter) and print its
-    /// public key.
+    /// Make a random P-256 secret key for development (a test card maker's, say) and print
+    /// its public key.
     #[command(
         after_help = "The secret is written in hex to FILE, which must not exist yet (mode 600). Do not use
 these keys for anything real.
 
 Examples:
-  valuecard card keygen --out issuer.key
-  valuecard card keygen --out /tmp/arbiter.key"
+  valuecard card keygen --out maker.key
+  valuecard card keygen --out /tmp/test.key"
     )]
     Keygen {
         /// Where to write the secret key.
@@ -685,6 +706,72 @@ Examples:
   valuecard --card-state dev.state pin status --json"
     )]
     Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CardsCommand {
+    /// Block a card or a card maker, for good (center staff: needs the admin token), and
+    /// hand the new block list to the arbiter.
+    #[command(
+        after_help = "The center records the block and signs a new version of its block list; this command
+then relays the list to the arbiter, which refuses the blocked card's own requests from
+then on. Cards learn the list at their next load. Blocking the same card again changes
+nothing.
+
+Examples (VALUECARD_ADMIN_TOKEN set to the backend's admin token):
+  valuecard cards block --card-id \"$CARD_ID\" --reason 'reported stolen'
+  valuecard cards block --maker 03AB...   --reason 'maker key leaked' --json"
+    )]
+    Block {
+        /// The card's id in hex (64 digits), as `valuecard info` shows it.
+        #[arg(
+            long,
+            value_name = "HEX",
+            conflicts_with = "maker",
+            required_unless_present = "maker"
+        )]
+        card_id: Option<String>,
+        /// A card maker: its public key (66 hex digits) or its maker id (64).
+        #[arg(long, value_name = "HEX")]
+        maker: Option<String>,
+        /// Why: kept in the center's records, never shown to cards (1 to 200 characters).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        admin: AdminToken,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show the issuer's block list, and whether the arbiter holds the same version.
+    #[command(after_help = "Examples:
+  valuecard cards blocked
+  valuecard cards blocked --json")]
+    Blocked {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show the float (what cards hold in total, per asset) and the alarms of refused
+    /// unloads (center staff: needs the admin token).
+    #[command(
+        after_help = "The float is loads − refunds − unloads, and never below zero: an unload that would make it
+negative means that some card spent more than was ever loaded onto cards (a card key
+extracted and used), so the center refuses it and raises an alarm.
+
+Examples (VALUECARD_ADMIN_TOKEN set to the backend's admin token):
+  valuecard cards float
+  valuecard cards float --json"
+    )]
+    Float {
+        #[command(flatten)]
+        admin: AdminToken,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

@@ -11,6 +11,7 @@ use apdu_spec::exchange::messages::{
     ConfirmAnswer, ConfirmBody, FinishBody, MessageError, ResolveAnswer, ResolveBody, SessionInfo,
     StartAnswer, StartBody, VerdictBody, decode_sessions,
 };
+use apdu_spec::maker::{Attestation, Manufacture};
 use apdu_spec::objects::{self, CardInfo, Personalization, tag};
 use apdu_spec::units::{
     self, Acknowledgement, InFlight, LoadApply, ReceiptKind, SignedMessage, UnitValue,
@@ -54,9 +55,6 @@ impl CardError {
             0x6985 if command == commands::GENERATE_KEY.name => {
                 "the card already has its key (see `valuecard info`)"
             }
-            0x6985 if command == commands::PERSONALIZE.name => {
-                "PERSONALIZE works once, on a keyed card; see the life-cycle state with `valuecard info`"
-            }
             0x6985
                 if command == commands::VERIFY.name
                     || command == commands::CHANGE_REFERENCE_DATA.name =>
@@ -70,9 +68,24 @@ impl CardError {
             0x6985 if command == commands::LIST_SESSIONS.name => {
                 "the card is not personalised yet, so it has no exchange sessions: `valuecard card register` personalises it"
             }
+            0x6985 if command == commands::PERSONALIZE.name => {
+                "PERSONALIZE works once, on a keyed card made by a card maker (it needs the scheme root key from manufacture); see `valuecard info`"
+            }
+            0x6985 if command == commands::START.name => {
+                "the card cannot start this exchange: the value is not available on it, or the card is on the issuer's block list (see `valuecard info`)"
+            }
             0x6985 => "the card's state does not allow this; see `valuecard info`",
+            0x6300 if command == commands::PERSONALIZE.name => {
+                "the card refused the personalisation: the issuer and arbiter keys must carry the signature of the scheme root the card was made for, and the certificate the issuer's; nothing was written"
+            }
             0x6A80 if command == commands::PERSONALIZE.name => {
-                "the card refused the personalisation: the certificate must be for this card's key and signed by the issuer key it installs, and the PIN must be 4 to 12 digits"
+                "the card refused the personalisation: the certificate must be for this card's key, and the PIN must be 4 to 12 digits"
+            }
+            0x6A88 if command == commands::ATTEST.name => {
+                "the card has no attestation key: it was not made by a card maker (an emulator: `valuecard-card provision`), so no center will register it"
+            }
+            0x6A80 if command == commands::AGREE.name || command == commands::CONFIRM.name => {
+                "the card refused the other card's message: its certificate is not the issuer's, the card is on the issuer's block list, or the values are not the ones asked for"
             }
             0x6A80 if command == commands::CHANGE_REFERENCE_DATA.name => {
                 "the new PIN must be 4 to 12 digits"
@@ -376,6 +389,17 @@ impl<T: Transport> Client<T> {
         })
     }
 
+    /// ATTEST: the card vouches, with the attestation key it got at manufacture, that its
+    /// card key was made inside it, over `challenge` (16 to 64 bytes, fresh from the server).
+    /// Returns the answer's bytes exactly as the card gave them (the center takes them so),
+    /// after checking that they decode.
+    pub fn attest(&mut self, challenge: &[u8]) -> Result<Vec<u8>> {
+        let def = commands::ATTEST;
+        let answer = self.command(&def, 0, 0, challenge, 65536)?;
+        Attestation::decode(&answer).map_err(|e| bad_answer(def.name, e))?;
+        Ok(answer)
+    }
+
     /// GENERATE KEY on a blank card; returns the new public key.
     pub fn generate_key(&mut self) -> Result<[u8; 33]> {
         let answer = self.command(&commands::GENERATE_KEY, 0, 0, &[], 256)?;
@@ -493,9 +517,12 @@ impl<T: Transport> Client<T> {
         self.exchange_command(&commands::LIST_SESSIONS, &[], decode_sessions)
     }
 
-    /// TEST RESET: erase an emulator in test mode back to blank.
-    pub fn test_reset(&mut self) -> Result<()> {
-        self.command(&commands::TEST_RESET, 0, 0, &[], 0).map(drop)
+    /// TEST RESET: erase an emulator in test mode back to blank, keeping what manufacture
+    /// gave it, or installing `manufacture` instead.
+    pub fn test_reset(&mut self, manufacture: Option<&Manufacture>) -> Result<()> {
+        let body = manufacture.map(Manufacture::encode).unwrap_or_default();
+        self.command(&commands::TEST_RESET, 0, 0, &body, 0)
+            .map(drop)
     }
 }
 

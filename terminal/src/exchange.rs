@@ -292,7 +292,8 @@ fn settle_one<T: Transport>(
     arbiter: &ArbiterClient,
     session: &SessionInfo,
 ) -> Result<Ending> {
-    let (Some(s2), SessionState::Valid | SessionState::Pending) = (session.s2, session.state)
+    let (Some(s2), Some(a), SessionState::Valid | SessionState::Pending) =
+        (session.s2, session.a, session.state)
     else {
         // An initiator in START has signed nothing that commits it.
         client
@@ -300,7 +301,7 @@ fn settle_one<T: Transport>(
             .map_err(on(card))?;
         return Ok(Ending::Aborted);
     };
-    let verdict = match arbiter.verdict(&s2)? {
+    let verdict = match arbiter.verdict(&a, &s2)? {
         Some(v) => v,
         None => ask_arbiter(client, card, arbiter, session.role, s2)?,
     };

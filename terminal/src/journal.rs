@@ -401,8 +401,13 @@ impl Journal {
             version: FORMAT_VERSION,
             withdrawals: next,
         };
-        // Plain data with string keys: serialising cannot fail.
-        let mut bytes = serde_json::to_vec_pretty(&contents).unwrap_or_default();
+        // A journal that cannot be serialised is never written as an empty file: the error
+        // stops the step that wanted to write it, before anything is sent on its strength.
+        let mut bytes = serde_json::to_vec_pretty(&contents).map_err(|e| JournalError::Io {
+            action: "serialise",
+            path: self.path.clone(),
+            source: io::Error::other(e),
+        })?;
         bytes.push(b'\n');
         let temp = sibling(&self.path, ".tmp", true);
         let write = |temp: &Path| -> io::Result<()> {

@@ -1,5 +1,6 @@
 //! The processes that `valuecard demo`, `valuecard bench` and the PC/SC tests start: virtual
-//! cards in vpcd's two slots and a `valuecard-backend all`, each stopped when dropped.
+//! cards in vpcd's two slots and a `valuecard-backend all`, each stopped when dropped; and
+//! the offline steps before them: a scheme's keys, a test card maker, and cards it makes.
 //!
 //! vpcd's slots are shared by the whole machine, so every user of them first takes the file
 //! lock of [`lock_vpcd`] (the shell scripts take the same lock with flock).
@@ -38,6 +39,8 @@ pub enum LaunchError {
     },
     #[error("valuecard-backend did not start: {0}")]
     Backend(String),
+    #[error("{0}")]
+    Tool(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError {
@@ -208,6 +211,129 @@ impl Drop for VirtualCard {
     }
 }
 
+/// Runs one of the workspace's tools to its end; its standard output, or its failure with
+/// everything it printed.
+fn run_tool(binary: &str, args: &[&std::ffi::OsStr]) -> Result<String, LaunchError> {
+    let out = Command::new(sibling_binary(binary)?)
+        .args(args)
+        .output()
+        .map_err(io(format!("run {binary}")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(LaunchError::Tool(format!(
+            "{binary} {} failed ({}):\n{stdout}{}",
+            args.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(stdout)
+}
+
+/// A scheme of its own for a demo, a benchmark or a test: the operator's keys
+/// (`valuecard-backend keys init`) and a test card maker (`valuecard-card maker-key`), both
+/// in one folder. Cards are made for it with [`Scheme::provision`], and a [`Backend`] started
+/// with it trusts exactly that maker.
+#[derive(Clone, Debug)]
+pub struct Scheme {
+    /// The keys folder: root.key, root.pub, issuer.key, arbiter.key, bank.key, scheme.json.
+    pub keys: PathBuf,
+    /// The test maker's secret key.
+    pub maker_key: PathBuf,
+    /// The root's public key, hex: every card of the scheme gets it at manufacture.
+    pub root_public_key: String,
+    /// The maker's public key, hex: the center trusts it (`--trust-card-maker`).
+    pub maker_public_key: String,
+    /// What the two tools printed, for a narrator to show.
+    pub output: String,
+}
+
+impl Scheme {
+    /// Makes the keys in `dir/keys` and the maker's key in `dir/maker.key`.
+    pub fn create(dir: &Path) -> Result<Self, LaunchError> {
+        std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+        let keys = dir.join("keys");
+        let maker_key = dir.join("maker.key");
+        let mut output = run_tool(
+            "valuecard-backend",
+            &[
+                "keys".as_ref(),
+                "init".as_ref(),
+                "--out".as_ref(),
+                keys.as_os_str(),
+            ],
+        )?;
+        let root_pub = keys.join("root.pub");
+        let root_public_key = std::fs::read_to_string(&root_pub)
+            .map_err(io(format!("read {}", root_pub.display())))?
+            .trim()
+            .to_string();
+        let made = run_tool(
+            "valuecard-card",
+            &[
+                "maker-key".as_ref(),
+                "--out".as_ref(),
+                maker_key.as_os_str(),
+            ],
+        )?;
+        let maker_public_key = made
+            .lines()
+            .find_map(|l| l.strip_prefix("maker public key:"))
+            .map(|k| k.trim().to_string())
+            .ok_or_else(|| {
+                LaunchError::Tool(format!(
+                    "valuecard-card maker-key printed no \"maker public key:\" line:\n{made}"
+                ))
+            })?;
+        output.push_str(&made);
+        Ok(Scheme {
+            keys,
+            maker_key,
+            root_public_key,
+            maker_public_key,
+            output,
+        })
+    }
+
+    /// One of the scheme's secret keys (`root`, `issuer`, `arbiter`, `bank`) or the maker's
+    /// (`maker`), for benchmarks and tests that sign in this process what the roles sign.
+    pub fn secret(&self, name: &str) -> Result<p256::ecdsa::SigningKey, LaunchError> {
+        let path = match name {
+            "maker" => self.maker_key.clone(),
+            other => self.keys.join(format!("{other}.key")),
+        };
+        let text =
+            std::fs::read_to_string(&path).map_err(io(format!("read {}", path.display())))?;
+        hex::decode(text.trim())
+            .ok()
+            .and_then(|bytes| p256::ecdsa::SigningKey::from_slice(&bytes).ok())
+            .ok_or_else(|| {
+                LaunchError::Tool(format!("{} holds no P-256 secret key", path.display()))
+            })
+    }
+
+    /// Makes a card of this scheme by its maker: a blank card whose state lives in `state`
+    /// (which must not hold a card yet), with an attestation key, the maker's certificate
+    /// and the root key. What the tool printed.
+    pub fn provision(&self, state: &Path) -> Result<String, LaunchError> {
+        run_tool(
+            "valuecard-card",
+            &[
+                "provision".as_ref(),
+                "--state".as_ref(),
+                state.as_os_str(),
+                "--maker-key".as_ref(),
+                self.maker_key.as_os_str(),
+                "--root-key".as_ref(),
+                self.root_public_key.as_ref(),
+            ],
+        )
+    }
+}
+
 /// A `valuecard-backend all` process (bank, center and arbiter) on a free loopback port,
 /// killed when dropped. Its databases live in `db_dir`, its log in `db_dir/backend.log`.
 pub struct Backend {
@@ -217,13 +343,17 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn start(db_dir: &Path, admin_token: &str) -> Result<Self, LaunchError> {
+    /// Starts the services of `scheme`, trusting its maker.
+    pub fn start(db_dir: &Path, admin_token: &str, scheme: &Scheme) -> Result<Self, LaunchError> {
         std::fs::create_dir_all(db_dir).map_err(io(format!("create {}", db_dir.display())))?;
         let log_path = db_dir.join("backend.log");
         let log = File::create(&log_path).map_err(io(format!("create {}", log_path.display())))?;
         let mut child = Command::new(sibling_binary("valuecard-backend")?)
             .args(["all", "--listen", "127.0.0.1:0", "--db"])
             .arg(db_dir)
+            .arg("--keys")
+            .arg(&scheme.keys)
+            .args(["--trust-card-maker", &scheme.maker_public_key])
             .env("VALUECARD_ADMIN_TOKEN", admin_token)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -269,5 +399,41 @@ impl Drop for Backend {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What `valuecard-backend audit` found in a `valuecard-backend all` folder of databases.
+#[derive(Clone, Debug)]
+pub struct Audit {
+    /// Every invariant holds (the auditor exited 0).
+    pub passed: bool,
+    /// The report it printed.
+    pub report: String,
+}
+
+/// Runs the auditor, read-only, over the databases in `db_dir`. A violation is an `Audit`
+/// that did not pass; an auditor that could not run at all is an error.
+pub fn audit(db_dir: &Path) -> Result<Audit, LaunchError> {
+    let out = Command::new(sibling_binary("valuecard-backend")?)
+        .args(["audit", "--db"])
+        .arg(db_dir)
+        .output()
+        .map_err(io("run valuecard-backend audit"))?;
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    match out.status.code() {
+        Some(0) => Ok(Audit {
+            passed: true,
+            report,
+        }),
+        Some(1) => Ok(Audit {
+            passed: false,
+            report,
+        }),
+        _ => Err(LaunchError::Tool(format!(
+            "valuecard-backend audit --db {} failed ({}):\n{report}{}",
+            db_dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))),
     }
 }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use apdu_spec::maker::Manufacture;
 use valuecard_card::storage::FileStorage;
 use valuecard_card::{Card, Options};
 
@@ -139,12 +140,25 @@ impl InProcess {
         }
     }
 
-    /// A fresh blank card that lives in memory only.
+    /// A fresh blank card that lives in memory only, never manufactured: it can make a key
+    /// but can neither attest it nor be personalised (see [`InProcess::provisioned`]).
     pub fn in_memory(test_mode: bool) -> Self {
         Self::new(
             Card::in_memory(options(test_mode)),
             "in-process card (in memory)",
         )
+    }
+
+    /// A fresh blank card that lives in memory only, as its maker left it: `manufacture`
+    /// gives it its attestation key, the maker's certificate and the scheme root's key.
+    pub fn provisioned(manufacture: &Manufacture, test_mode: bool) -> Result<Self, TransportError> {
+        let card = Card::provisioned(manufacture, options(test_mode)).map_err(|e| {
+            TransportError::Storage {
+                path: "(memory)".into(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Self::new(card, "in-process card (in memory)"))
     }
 
     /// The card whose persistent state lives in `path` (a blank one if the file is new).

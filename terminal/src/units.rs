@@ -117,9 +117,12 @@ fn finish_load<T: Transport>(
         return Err(UnitsError::Mismatch("load request"));
     }
     fault::reached(Point::BeforeLoadApply);
+    // The block list travels with every load, and the authorisation covers its version: the
+    // card learns the issuer's newest blocks whenever it takes units.
     client.load_apply(&LoadApply {
         authorisation: auth.authorisation,
         ticket_signature: auth.ticket_signature,
+        block_list: auth.block_list,
     })?;
     fault::reached(Point::AfterLoadApply);
     Ok(Settled::Loaded {

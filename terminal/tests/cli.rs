@@ -305,29 +305,15 @@ fn conformance_answers_in_json() {
     assert!(results.iter().all(|r| r["passed"] == true));
 }
 
-/// Makes the in-process card in `state` active with `pin`, through `card keygen` and
-/// `card init`.
+/// Makes the in-process card in `state` active with `pin`: a scheme of its own
+/// (`valuecard-backend keys init`, a test maker), the card made by that maker
+/// (`valuecard-card provision`), then `card init` with the scheme's issuer key.
 fn personalise(home: &Path, state: &str, pin: &str) {
-    let issuer = home.join("issuer.key");
-    let arbiter = home.join("arbiter.key");
-    for key in [&issuer, &arbiter] {
-        let _ = std::fs::remove_file(key);
-    }
-    ok(valuecard(
-        home,
-        &["card", "keygen", "--out", issuer.to_str().unwrap()],
-        &[],
-    ));
-    let printed = stdout(&ok(valuecard(
-        home,
-        &["card", "keygen", "--out", arbiter.to_str().unwrap()],
-        &[],
-    )));
-    let arbiter_key = printed
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .unwrap()
-        .to_string();
+    let scheme = valuecard_terminal::launch::Scheme::create(&home.join("scheme"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    scheme
+        .provision(Path::new(state))
+        .unwrap_or_else(|e| panic!("{e}"));
     ok(valuecard(
         home,
         &[
@@ -335,10 +321,8 @@ fn personalise(home: &Path, state: &str, pin: &str) {
             state,
             "card",
             "init",
-            "--issuer-key",
-            issuer.to_str().unwrap(),
-            "--arbiter-key",
-            &arbiter_key,
+            "--keys",
+            scheme.keys.to_str().unwrap(),
             "--pin",
             pin,
         ],

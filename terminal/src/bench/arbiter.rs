@@ -1,7 +1,7 @@
 //! Arbiter verdicts over HTTP: resolve requests, each for a session of its own, from cards
 //! registered at the backend's center, against the arbiter's cryptography for one verdict
-//! measured alone: both certificates checked against the issuer, Sa and Sr verified, the
-//! verdict signed.
+//! measured alone: both certificates checked against the issuer, the agreement recomputed
+//! from the commitment and the two card ids, Sa and Sr verified, the verdict signed.
 
 use std::time::Instant;
 
@@ -24,10 +24,12 @@ fn requests(fixture: &Fixture, count: usize) -> Vec<ArbiterResolveRequest> {
         .map(|i| {
             let initiator = &cards[i % cards.len()];
             let responder = &cards[(i + 1) % cards.len()];
-            let (s2, a): ([u8; 32], [u8; 32]) = (rng.random(), rng.random());
+            let (s2, c): ([u8; 32], [u8; 32]) = (rng.random(), rng.random());
+            let a = exchange::agreement_of(&c, &initiator.id, &responder.id);
             ArbiterResolveRequest {
                 s2,
                 a,
+                commitment: c,
                 agreement_signature: exchange::sign(&responder.key, domains::AGREE, &a, &s2)
                     .to_vec(),
                 resolve_signature: exchange::sign(&initiator.key, domains::RESOLVE, &a, &s2)
@@ -39,14 +41,18 @@ fn requests(fixture: &Fixture, count: usize) -> Vec<ArbiterResolveRequest> {
         .collect()
 }
 
-/// What the arbiter checks of a certificate: its encoding, and the issuer's signature.
-fn card_key(bytes: &[u8], issuer: &VerifyingKey) -> Result<VerifyingKey> {
+/// What the arbiter checks of a certificate: its encoding, and the issuer's signature; the
+/// card's id and key.
+fn card_key(bytes: &[u8], issuer: &VerifyingKey) -> Result<([u8; 32], VerifyingKey)> {
     let bad = |e| BenchError::Check(format!("a certificate: {e}"));
     let certificate = Certificate::decode(bytes).map_err(bad)?;
     if certificate.encode() != bytes {
         return Err(BenchError::Check("a certificate is not canonical".into()));
     }
-    certificate.verify(issuer).map_err(bad)
+    Ok((
+        certificate.card_id,
+        certificate.verify(issuer).map_err(bad)?,
+    ))
 }
 
 /// The arbiter's cryptography for each request, alone; verdicts per second.
@@ -57,8 +63,14 @@ fn crypto(
 ) -> Result<f64> {
     let start = Instant::now();
     for r in requests {
-        let initiator = card_key(&r.initiator_certificate, issuer)?;
-        let responder = card_key(&r.responder_certificate, issuer)?;
+        let (initiator_id, initiator) = card_key(&r.initiator_certificate, issuer)?;
+        let (responder_id, responder) = card_key(&r.responder_certificate, issuer)?;
+        // The party check: the agreement is between the two cards that signed.
+        if exchange::agreement_of(&r.commitment, &initiator_id, &responder_id) != r.a {
+            return Err(BenchError::Check(
+                "a request's agreement is not its cards'".into(),
+            ));
+        }
         if !exchange::verify(
             &responder,
             domains::AGREE,

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use apdu_spec::cert::{decode_public_key, encode_public_key};
+use apdu_spec::maker::{Attestation, MakerCertificate};
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::elliptic_curve::Generate;
 use rand::RngExt;
@@ -16,7 +17,7 @@ use valuecard_protocol::keylist::DenominationKeyInfo;
 use super::{BenchError, Progress, Result};
 use crate::backend_client::{ArbiterClient, BankClient, CenterClient};
 use crate::funding::{current_key, fetch_keys, now};
-use crate::launch::Backend;
+use crate::launch::{Backend, Scheme};
 
 /// Cards registered at the center: the tokens are made out to them, and the arbiter's
 /// requests come from them.
@@ -49,11 +50,14 @@ fn random_secret() -> String {
 
 impl Fixture {
     /// Starts the backend and sets it up.
-    pub(super) fn start(progress: &Progress, db_dir: &Path) -> Result<Fixture> {
+    pub(super) fn start(progress: &Progress, db_dir: &Path, scheme: &Scheme) -> Result<Fixture> {
         let stage =
             progress.wait("starting valuecard-backend all, opening an account, registering cards");
         let admin = random_secret();
-        let backend = Backend::start(db_dir, &admin)?;
+        let backend = Backend::start(db_dir, &admin, scheme)?;
+        // The cards are simulated here, so their maker's work is too: each card's
+        // attestation key, certified by the scheme's test maker, which the backend trusts.
+        let maker = scheme.secret("maker")?;
         let (bank, center) = (
             BankClient::new(&backend.url),
             CenterClient::new(&backend.url),
@@ -86,13 +90,22 @@ impl Fixture {
         let mut cards = Vec::new();
         for _ in 0..CARDS {
             let key = SigningKey::generate_from_rng(&mut rand::rng());
+            let attestation_key = SigningKey::generate_from_rng(&mut rand::rng());
+            let public_key = encode_public_key(key.verifying_key());
             let challenge = center.challenge(ChallengePurpose::Register)?.challenge;
+            let attestation = Attestation::sign(
+                &attestation_key,
+                MakerCertificate::issue(&maker, attestation_key.verifying_key()),
+                &public_key,
+                &challenge,
+            );
             let registration = center.register(&RegisterRequest {
-                public_key: encode_public_key(key.verifying_key()),
+                public_key,
                 proof: CardProof {
                     challenge,
                     signature: apdu_spec::auth::sign(&key, &challenge).to_vec(),
                 },
+                attestation: attestation.encode(),
             })?;
             cards.push(Card {
                 key,

@@ -6,8 +6,11 @@
 
 use std::time::Instant;
 
-use apdu_spec::cert::{Certificate, decode_public_key, encode_public_key};
+use apdu_spec::anchor::{Anchor, AnchorRole};
+use apdu_spec::blocklist::BlockList;
+use apdu_spec::cert::{Certificate, decode_public_key};
 use apdu_spec::exchange::{self, Value, domains};
+use apdu_spec::maker::{Manufacture, maker_id};
 use apdu_spec::objects::Personalization;
 use apdu_spec::units::{self, LoadApply, UnitValue};
 use p256::ecdsa::SigningKey;
@@ -15,6 +18,7 @@ use p256::elliptic_curve::Generate;
 
 use super::{BenchError, Plan, Progress, Result, alternate, on_card, per_second};
 use crate::backend_client::ArbiterClient;
+use crate::launch::Scheme;
 use crate::transport::{InProcess, Transport};
 use crate::{Client, PinStatus};
 
@@ -29,22 +33,51 @@ fn jpy(amount: u64) -> Value {
     })
 }
 
-/// Makes the card's key, personalises it under `issuer`, loads JPY onto it (LOAD REQUEST,
-/// then LOAD APPLY with the issuer's authorisation) and verifies the PIN.
-pub(super) fn prepare<T: Transport>(
-    client: &mut Client<T>,
-    issuer: &SigningKey,
-    arbiter: &SigningKey,
-) -> Result<()> {
+/// The scheme the benchmark's cards are made for and personalised under: its root, issuer,
+/// arbiter and maker keys, read from the folder `launch::Scheme` made.
+pub(super) struct Keys {
+    pub root: SigningKey,
+    pub issuer: SigningKey,
+    pub arbiter: SigningKey,
+    pub maker: SigningKey,
+}
+
+impl Keys {
+    pub(super) fn of(scheme: &Scheme) -> Result<Keys> {
+        Ok(Keys {
+            root: scheme.secret("root")?,
+            issuer: scheme.secret("issuer")?,
+            arbiter: scheme.secret("arbiter")?,
+            maker: scheme.secret("maker")?,
+        })
+    }
+
+    /// A card as this scheme's maker leaves it, in memory.
+    pub(super) fn in_memory_card(&self) -> Result<InProcess> {
+        let attestation = SigningKey::generate_from_rng(&mut rand::rng());
+        let made = Manufacture::make(&self.maker, self.root.verifying_key(), &attestation);
+        Ok(InProcess::provisioned(&made, false)?)
+    }
+}
+
+/// Makes the card's key, personalises it under the scheme's anchors and issuer, loads JPY
+/// onto it (LOAD REQUEST, then LOAD APPLY with the issuer's authorisation and block list)
+/// and verifies the PIN. The card must be one of the scheme's maker.
+pub(super) fn prepare<T: Transport>(client: &mut Client<T>, keys: &Keys) -> Result<()> {
     client.select().map_err(on_card("SELECT"))?;
     let public = client.generate_key().map_err(on_card("GENERATE KEY"))?;
     let card_key = decode_public_key(&public)
         .ok_or_else(|| BenchError::Check("GENERATE KEY answered no P-256 key".into()))?;
-    let certificate = Certificate::issue(issuer, &card_key, 0, u64::MAX).encode();
+    let maker = maker_id(keys.maker.verifying_key());
+    let certificate = Certificate::issue(&keys.issuer, &card_key, maker, 0, u64::MAX).encode();
     client
         .personalize(&Personalization {
-            issuer_key: encode_public_key(issuer.verifying_key()).to_vec(),
-            arbiter_key: encode_public_key(arbiter.verifying_key()).to_vec(),
+            issuer: Anchor::issue(&keys.root, AnchorRole::Issuer, keys.issuer.verifying_key()),
+            arbiter: Anchor::issue(
+                &keys.root,
+                AnchorRole::Arbiter,
+                keys.arbiter.verifying_key(),
+            ),
             certificate,
             pin: PIN.to_vec(),
         })
@@ -55,10 +88,16 @@ pub(super) fn prepare<T: Transport>(
             amount: LOADED,
         })
         .map_err(on_card("LOAD REQUEST"))?;
+    let block_list = BlockList::sign(&keys.issuer, 0, &[]);
     client
         .load_apply(&LoadApply {
-            authorisation: units::sign(issuer, units::domains::LOAD_AUTH, &request.message),
+            authorisation: units::sign(
+                &keys.issuer,
+                units::domains::LOAD_AUTH,
+                &units::authorised(&request.message, block_list.version),
+            ),
             ticket_signature: None,
+            block_list,
         })
         .map_err(on_card("LOAD APPLY"))?;
     match client.verify_pin(PIN).map_err(on_card("VERIFY"))? {
@@ -104,10 +143,11 @@ impl Crypto {
         let mut rng = rand::rng();
         let card_a = SigningKey::generate_from_rng(&mut rng);
         let card_b = SigningKey::generate_from_rng(&mut rng);
+        let maker = [0; 32];
         Crypto {
             issuer: *issuer.verifying_key(),
-            cert_a: Certificate::issue(issuer, card_a.verifying_key(), 0, u64::MAX),
-            cert_b: Certificate::issue(issuer, card_b.verifying_key(), 0, u64::MAX),
+            cert_a: Certificate::issue(issuer, card_a.verifying_key(), maker, 0, u64::MAX),
+            cert_b: Certificate::issue(issuer, card_b.verifying_key(), maker, 0, u64::MAX),
             card_a,
             card_b,
         }
@@ -144,21 +184,16 @@ impl Crypto {
 
 /// Exchanges per second between two in-process cards (state in memory), and the
 /// cryptography's, in alternate runs.
-pub(super) fn in_process(
-    plan: &Plan,
-    progress: &Progress,
-    issuer: &SigningKey,
-    arbiter: &SigningKey,
-) -> Result<(f64, f64)> {
+pub(super) fn in_process(plan: &Plan, progress: &Progress, keys: &Keys) -> Result<(f64, f64)> {
     let stage = progress.stage(
         "exchanges between in-process cards, and their cryptography alone",
         plan.runs,
     );
-    let mut a = Client::new(InProcess::in_memory(false));
-    let mut b = Client::new(InProcess::in_memory(false));
-    prepare(&mut a, issuer, arbiter)?;
-    prepare(&mut b, issuer, arbiter)?;
-    let mut crypto = Crypto::new(issuer);
+    let mut a = Client::new(keys.in_memory_card()?);
+    let mut b = Client::new(keys.in_memory_card()?);
+    prepare(&mut a, keys)?;
+    prepare(&mut b, keys)?;
+    let mut crypto = Crypto::new(&keys.issuer);
     let (exchanges, reference) = alternate(
         plan.runs,
         &stage,

@@ -27,8 +27,6 @@ mod vpcd;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use p256::ecdsa::SigningKey;
-use p256::elliptic_curve::Generate;
 use serde::Serialize;
 
 use crate::ClientError;
@@ -447,17 +445,19 @@ pub fn run(plan: &Plan, date: String, progress: &Progress) -> Result<Report> {
             what: "create a temporary folder".into(),
             source,
         })?;
-    let mut rng = rand::rng();
-    // The in-process and the virtual cards are personalised under these keys; the arbiter
-    // is never asked, since every exchange here succeeds.
-    let issuer = SigningKey::generate_from_rng(&mut rng);
-    let arbiter = SigningKey::generate_from_rng(&mut rng);
+    // One scheme for the whole run: its maker makes the in-process and the virtual cards,
+    // which are personalised under its anchors and issuer (the arbiter is never asked: every
+    // exchange here succeeds), and its backend trusts that maker.
+    let stage = progress.wait("making the scheme's keys and a test card maker");
+    let scheme = launch::Scheme::create(&work.path().join("scheme"))?;
+    let keys = exchange::Keys::of(&scheme)?;
+    stage.done("made");
 
     let in_process_apdu = vpcd::apdu_in_process(plan, progress)?;
-    let through_pcscd = vpcd::measure(plan, progress, work.path(), &issuer, &arbiter)?;
-    let (exchanges, exchange_crypto) = exchange::in_process(plan, progress, &issuer, &arbiter)?;
+    let through_pcscd = vpcd::measure(plan, progress, work.path(), &scheme, &keys)?;
+    let (exchanges, exchange_crypto) = exchange::in_process(plan, progress, &keys)?;
     let (blind_signs, openssl_signs) = funding::blind_signatures(plan, progress)?;
-    let fixture = backend::Fixture::start(progress, &work.path().join("backend"))?;
+    let fixture = backend::Fixture::start(progress, &work.path().join("backend"), &scheme)?;
     let (redemptions, verifications) = funding::redemptions(plan, progress, &fixture)?;
     let (verdicts, verdict_crypto) = arbiter::verdicts(plan, progress, &fixture)?;
     drop(fixture);

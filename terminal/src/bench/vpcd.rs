@@ -5,12 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use p256::ecdsa::SigningKey;
-
 use super::apdu::{BASELINE_WARM_UP, WARM_UP, select_and_warm_up, time_round_trips};
 use super::{Plan, Progress, Result, alternate, exchange, median, memory};
 use crate::Client;
-use crate::launch::{self, CardOptions, VirtualCard};
+use crate::launch::{self, CardOptions, Scheme, VirtualCard};
 use crate::pcsc::PcscTransport;
 use crate::transport::{InProcess, Transport};
 
@@ -70,8 +68,8 @@ pub(super) fn measure(
     plan: &Plan,
     progress: &Progress,
     work: &Path,
-    issuer: &SigningKey,
-    arbiter: &SigningKey,
+    scheme: &Scheme,
+    keys: &exchange::Keys,
 ) -> Result<Figures> {
     let stage = progress.wait(format!(
         "taking the vpcd lock {} (a test, demo or bench using the slots holds it)",
@@ -81,6 +79,7 @@ pub(super) fn measure(
     stage.done("taken");
 
     let stage = progress.wait("starting a tuned virtual card and a plain-socket one");
+    scheme.provision(&work.join("a.state"))?;
     let mut tuned = VirtualCard::start(0, &work.join("a.state"), &CardOptions::default())?;
     let mut plain = VirtualCard::start(
         1,
@@ -117,18 +116,19 @@ pub(super) fn measure(
     plain.kill();
 
     let stage = progress.wait("starting a second tuned card, personalising both");
+    scheme.provision(&work.join("b.state"))?;
     let second = VirtualCard::start(1, &work.join("b.state"), &CardOptions::default())?;
     let mut b = Client::new(open(&second)?);
     let mut a = Client::new(a);
-    exchange::prepare(&mut a, issuer, arbiter)?;
-    exchange::prepare(&mut b, issuer, arbiter)?;
+    exchange::prepare(&mut a, keys)?;
+    exchange::prepare(&mut b, keys)?;
     stage.done(format!("{} and {}", tuned.reader, second.reader));
 
     let stage = progress.stage(
         "exchanges through pcscd + vpcd, and their cryptography alone",
         plan.runs,
     );
-    let mut crypto = exchange::Crypto::new(issuer);
+    let mut crypto = exchange::Crypto::new(&keys.issuer);
     let (exchanges, exchange_crypto) = alternate(
         plan.runs,
         &stage,

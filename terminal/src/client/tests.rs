@@ -1,3 +1,4 @@
+use apdu_spec::anchor::{Anchor, AnchorRole};
 use apdu_spec::cert::{self, Certificate};
 use p256::ecdsa::SigningKey;
 
@@ -54,21 +55,28 @@ fn atr_without_extended_length() -> Vec<u8> {
     atr
 }
 
+fn key(secret: u8) -> SigningKey {
+    SigningKey::from_slice(&[secret; 32]).expect("a P-256 scalar")
+}
+
+/// A card made by a test maker for a test root.
 fn card(atr: Option<Vec<u8>>) -> Client<Recorder<InProcess>> {
-    Client::new(Recorder::new(InProcess::in_memory(false), atr))
+    let made = Manufacture::make(&key(0x55), key(0x44).verifying_key(), &key(0x57));
+    let card = InProcess::provisioned(&made, false).expect("a card");
+    Client::new(Recorder::new(card, atr))
 }
 
 fn personalised(client: &mut Client<Recorder<InProcess>>) {
     client.select().expect("SELECT");
-    let key = client.generate_key().expect("GENERATE KEY");
-    let issuer = SigningKey::from_slice(&[0x11; 32]).expect("issuer key");
-    let arbiter = SigningKey::from_slice(&[0x22; 32]).expect("arbiter key");
-    let card_key = cert::decode_public_key(&key).expect("card key");
+    let public = client.generate_key().expect("GENERATE KEY");
+    let (root, issuer, arbiter) = (key(0x44), key(0x11), key(0x22));
+    let card_key = cert::decode_public_key(&public).expect("card key");
+    let maker = apdu_spec::maker::maker_id(key(0x55).verifying_key());
     client
         .personalize(&Personalization {
-            issuer_key: cert::encode_public_key(issuer.verifying_key()).to_vec(),
-            arbiter_key: cert::encode_public_key(arbiter.verifying_key()).to_vec(),
-            certificate: Certificate::issue(&issuer, &card_key, 0, u64::MAX).encode(),
+            issuer: Anchor::issue(&root, AnchorRole::Issuer, issuer.verifying_key()),
+            arbiter: Anchor::issue(&root, AnchorRole::Arbiter, arbiter.verifying_key()),
+            certificate: Certificate::issue(&issuer, &card_key, maker, 0, u64::MAX).encode(),
             pin: b"123456".to_vec(),
         })
         .expect("PERSONALIZE");

@@ -84,9 +84,9 @@ pub fn run(endpoints: &Endpoints, command: BankCommand) -> Result<ExitCode> {
     }
 }
 
-fn admin_token_from(value: Option<String>) -> Result<String> {
+pub(super) fn admin_token_from(value: Option<String>) -> Result<String> {
     value.ok_or_else(|| {
-        CliError::new("this needs the bank's admin token")
+        CliError::new("this needs the backend's admin token")
             .hint("pass --admin-token TOKEN or set VALUECARD_ADMIN_TOKEN")
     })
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use clap::Args;
 use valuecard_terminal::backend_client::CenterClient;
 use valuecard_terminal::launch::{
-    self, Backend, CardOptions, LaunchError, VirtualCard, reader_name,
+    self, Backend, CardOptions, LaunchError, Scheme, VirtualCard, reader_name,
 };
 
 use self::narrator::{Cards, Folder, Narrator};
@@ -28,12 +28,14 @@ use crate::cli::Global;
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "The demo opens a bank account, registers and personalises two cards, withdraws money
+    after_help = "The demo makes a scheme's keys and a test card maker, which makes two cards; it then
+opens a bank account, registers and personalises the two cards, withdraws money
 for card A through blind signatures and shows what the bank and the center each know, loads
 card A, issues two tickets to card B, has card A buy one of them in a fair exchange, buys
 the other in an exchange that loses a message and is settled by the arbiter, and unloads
 card B. It prints each `valuecard` command it runs, what the command printed, and the
-balances after each act, and checks every figure.
+balances after each act, and checks every figure; at the end the auditor
+(`valuecard-backend audit`) checks the three databases against each other.
 
 Everything lives in a new temporary folder: the cards' state files, the backend's SQLite
 databases, the terminal's journal and the logs. The backend (`valuecard-backend all`) and
@@ -145,7 +147,16 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
         Some(lock_vpcd()?)
     };
     let admin_token = hex::encode(rand::random::<[u8; 16]>());
-    let backend = Backend::start(&dir.join("backend"), &admin_token).map_err(launch_error)?;
+    // The offline steps come first: the scheme operator's keys, a card maker, and the two
+    // cards it makes for the scheme's root. The roles then start in any order.
+    let scheme = Scheme::create(&dir).map_err(launch_error)?;
+    let mut made = Vec::new();
+    for name in ["a", "b"] {
+        let state = dir.join(format!("card-{name}.state"));
+        made.push(scheme.provision(&state).map_err(launch_error)?);
+    }
+    let backend =
+        Backend::start(&dir.join("backend"), &admin_token, &scheme).map_err(launch_error)?;
     let currency = CenterClient::new(&backend.url)
         .info()
         .map_err(|e| CliError::new(format!("valuecard demo: the center: {e}")))?
@@ -193,15 +204,34 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
 
     n.act(
         "Set-up",
-        "A folder holds everything: the cards' state files, the SQLite databases of the bank, \
-         the center and the arbiter, the terminal's journal and the logs. One \
+        "A folder holds everything: the scheme's keys, the cards' state files, the SQLite \
+         databases of the bank, the center and the arbiter, the terminal's journal and the \
+         logs. First the offline steps: the scheme operator makes the root, issuer, arbiter \
+         and bank keys at once, a card maker makes its key, and the maker makes the two \
+         cards, each with an attestation key and the scheme's root key. Emulated cards are \
+         not tamper-resistant, so only this demo's backend trusts this test maker. Then one \
          valuecard-backend process runs the bank, the center and the arbiter. Every HTTP \
          request of the commands below goes through a relay in this demo, which records it, \
          so that the demo can show what each party was told. The commands run in the folder.",
     );
+    println!("$ valuecard-backend keys init --out keys");
+    println!("$ valuecard-card maker-key --out maker.key");
+    for line in scheme.output.lines() {
+        println!("    {line}");
+    }
+    for (name, output) in ["a", "b"].iter().zip(&made) {
+        println!(
+            "$ valuecard-card provision --state card-{name}.state --maker-key maker.key --root-key \"$(cat keys/root.pub)\""
+        );
+        for line in output.lines() {
+            println!("    {line}");
+        }
+    }
     println!("  folder:   {}", dir.display());
     println!(
-        "  backend:  valuecard-backend all (pid {}) at {}, databases in backend/",
+        "  backend:  valuecard-backend all --keys keys --trust-card-maker {} (pid {}) at {}, \
+         databases in backend/",
+        scheme.maker_public_key,
         backend.pid(),
         backend.url
     );
@@ -234,6 +264,7 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     let plot = story::Plot {
         readers: !args.in_process,
         wrong_figure: args.test_wrong_figure,
+        databases: dir.join("backend"),
     };
     let told = story::tell(&mut n, &plot);
     if let Err(narrator::Failed(what)) = &told {

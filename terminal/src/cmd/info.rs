@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use apdu_spec::cert::{self, Certificate};
+use apdu_spec::maker::MakerCertificate;
 use apdu_spec::objects::CardInfo;
 use apdu_spec::units::UnitMessage;
 use serde_json::json;
@@ -41,6 +42,19 @@ fn certificate_summary(info: &CardInfo) -> Option<(Option<Certificate>, &'static
     Some((Some(certificate), check))
 }
 
+/// The card's maker, from the maker certificate it got at manufacture.
+fn maker_summary(info: &CardInfo) -> String {
+    match info
+        .maker_certificate
+        .as_deref()
+        .map(MakerCertificate::decode)
+    {
+        None => "no card maker: the card cannot be registered".to_string(),
+        Some(Ok(c)) => format!("maker {}", hex::encode_upper(c.maker)),
+        Some(Err(e)) => format!("a maker certificate that does not decode: {e}"),
+    }
+}
+
 fn hex_or(value: Option<&[u8]>, absent: &str) -> String {
     value
         .map(hex::encode_upper)
@@ -51,6 +65,11 @@ fn print_text(card: &str, info: &CardInfo) {
     let row = |label: &str, value: &str| println!("{:<16}{value}", format!("{label}:"));
     row("card", card);
     row("life cycle", info.life_cycle.name());
+    row("made by", &maker_summary(info));
+    row(
+        "scheme root",
+        &hex_or(info.root_key.as_deref(), "none (not made by a card maker)"),
+    );
     row(
         "card id",
         &hex_or(info.card_id.as_ref().map(|id| &id[..]), "none (no key yet)"),
@@ -89,6 +108,13 @@ fn print_text(card: &str, info: &CardInfo) {
     row(
         "counters",
         &format!("next load {}, next unload {}", c.load, c.unload),
+    );
+    row(
+        "block list",
+        &match c.block_list {
+            0 => "none yet (the card gets the issuer's at its next load)".to_string(),
+            v => format!("version {v}"),
+        },
     );
     let balances = info.values.assets.iter().map(|a| {
         let escrow = if a.escrowed > 0 {
@@ -160,6 +186,12 @@ fn to_json(card: &str, info: &CardInfo) -> serde_json::Value {
     json!({
         "card": card,
         "life_cycle": info.life_cycle.name(),
+        "root_key": info.root_key.as_ref().map(hex::encode_upper),
+        "maker_id": info
+            .maker_certificate
+            .as_deref()
+            .and_then(|c| MakerCertificate::decode(c).ok())
+            .map(|c| hex::encode_upper(c.maker)),
         "card_id": info.card_id.map(hex::encode_upper),
         "public_key": info.public_key.as_ref().map(hex::encode_upper),
         "certificate": certificate,

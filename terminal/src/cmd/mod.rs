@@ -4,6 +4,7 @@ mod apdu;
 mod bank;
 pub mod bench;
 mod card;
+mod cards;
 mod config;
 mod conformance;
 pub mod demo;
@@ -301,6 +302,7 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<ExitCode> {
         Command::Bench(args) => bench::run(&global, args),
         Command::Demo(args) => demo::run(&global, args),
         Command::Bank(command) => bank::run(&Endpoints::from(&global)?, command),
+        Command::Cards(command) => cards::run(&Endpoints::from(&global)?, command),
         Command::Withdraw {
             account,
             amount,

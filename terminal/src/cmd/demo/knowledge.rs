@@ -60,7 +60,7 @@ fn body_values(body: &[u8], out: &mut Vec<Forms>) {
 }
 
 /// The values one message carried: the segments of its path after the version (e.g. the
-/// s2 of `/arbiter/v1/verdicts/{s2}`) and query, its request, and its answer unless it is an
+/// a and s2 of `/arbiter/v1/verdicts/{a}/{s2}`) and query, its request, and its answer unless it is an
 /// error.
 pub fn values(message: &Message) -> Vec<Forms> {
     let mut out = Vec::new();

@@ -70,6 +70,8 @@ pub struct Plot {
     pub readers: bool,
     /// The demo's own test: expect one figure that is wrong.
     pub wrong_figure: bool,
+    /// The backend's folder of databases, for the auditor.
+    pub databases: std::path::PathBuf,
 }
 
 pub fn tell(n: &mut Narrator, plot: &Plot) -> Step {
@@ -83,7 +85,8 @@ pub fn tell(n: &mut Narrator, plot: &Plot) -> Step {
     exchange(n, &mut expected)?;
     lost_message(n, &mut expected)?;
     unload(n, &mut expected)?;
-    the_end(n, &expected)
+    the_end(n, &expected)?;
+    audit(n, plot)
 }
 
 fn set_up(n: &mut Narrator, plot: &Plot, expected: &Figures) -> Step {
@@ -523,5 +526,28 @@ fn the_end(n: &mut Narrator, expected: &Figures) -> Step {
         others.len(),
         knowledge::RUN
     ));
+    Ok(())
+}
+
+/// The auditor reads the bank's, the center's and the arbiter's databases, read-only, and
+/// checks every invariant they can show against each other.
+fn audit(n: &mut Narrator, plot: &Plot) -> Step {
+    n.say(
+        "Last, the auditor: it opens the three databases read-only and checks the ledgers \
+         against each other (bank debits = tokens signed, redemptions never more than \
+         signatures, every account's balance = its rows, the float, one verdict per session).",
+    );
+    println!("$ valuecard-backend audit --db backend");
+    let audit = valuecard_terminal::launch::audit(&plot.databases)
+        .map_err(|e| Failed(format!("the auditor did not run: {e}")))?;
+    for line in audit.report.lines() {
+        println!("    {line}");
+    }
+    if !audit.passed {
+        return Err(Failed(
+            "the auditor found a violation (see its report above)".into(),
+        ));
+    }
+    n.note("the auditor found every invariant holding");
     Ok(())
 }
