@@ -132,19 +132,49 @@ pub fn assert_interrupted(run: &Run, fault: &str) {
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// A `valuecard-backend all` process on a free loopback port, running with [`ADMIN_TOKEN`],
-/// killed when dropped. Its log goes to `backend.log` in its database folder.
-pub struct Backend(launch::Backend);
+/// killed when dropped. Its log goes to `backend.log` in its database folder. It runs a
+/// scheme of its own (keys and a test card maker in `<db_dir>/scheme`), and makes the cards
+/// its tests use with that maker.
+pub struct Backend {
+    inner: launch::Backend,
+    pub scheme: launch::Scheme,
+}
 
 impl Backend {
     pub fn start(db_dir: &Path) -> Self {
-        Backend(launch::Backend::start(db_dir, ADMIN_TOKEN).unwrap_or_else(|e| panic!("{e}")))
+        let scheme =
+            launch::Scheme::create(&db_dir.join("scheme")).unwrap_or_else(|e| panic!("{e}"));
+        let inner =
+            launch::Backend::start(db_dir, ADMIN_TOKEN, &scheme).unwrap_or_else(|e| panic!("{e}"));
+        Backend { inner, scheme }
+    }
+
+    /// Makes a card of this backend's scheme, whose state lives in `state` (which must not
+    /// exist yet): the test maker provisions it offline.
+    #[track_caller]
+    pub fn provision(&self, state: &Path) {
+        self.scheme
+            .provision(state)
+            .unwrap_or_else(|e| panic!("provision {}: {e}", state.display()));
+    }
+
+    /// A card of this scheme, made now, in vpcd's slot `slot`.
+    #[track_caller]
+    pub fn virtual_card(&self, slot: u16, state: &Path) -> VirtualCard {
+        self.provision(state);
+        VirtualCard::start(slot, state, false)
+    }
+
+    /// Runs the auditor over this backend's databases.
+    pub fn audit(&self) -> launch::Audit {
+        launch::audit(&self.inner.db_dir).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
 impl Deref for Backend {
     type Target = launch::Backend;
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.inner
     }
 }
 
@@ -171,8 +201,14 @@ pub fn json(run: &Run) -> Value {
 
 impl User {
     /// Opens an account holding `deposit` and registers the card `card` (CLI arguments that
-    /// choose it) with the center.
+    /// choose it) with the center. An in-process card (`--card-state FILE`) whose state file
+    /// does not exist yet is made first by the backend's test maker.
     pub fn new(backend: &Backend, dir: &Path, card: &[&str], deposit: u64) -> Self {
+        if let ["--card-state", state] = card
+            && !Path::new(state).exists()
+        {
+            backend.provision(Path::new(state));
+        }
         let mut user = User {
             backend_url: backend.url.clone(),
             card: card.iter().map(|s| s.to_string()).collect(),

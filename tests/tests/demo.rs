@@ -146,6 +146,8 @@ fn the_demo_tells_the_story_through_pcscd() {
         "$ valuecard readers",
         "card A blank: no key yet",
         &format!("$ valuecard --reader '{}' card register", reader_name(0)),
+        "$ valuecard-backend audit --db backend",
+        "the auditor found every invariant holding",
     ]);
     ran_to_the_end(&demo);
     demo.tells(&["stopping the two virtual cards, valuecard-backend and the relay"]);
@@ -156,9 +158,14 @@ fn the_demo_tells_the_story_in_process() {
     let demo = Demo::run(&["--in-process"]);
     demo.tells(&[
         "== 1. Set-up ==",
+        "$ valuecard-backend keys init --out keys",
+        "$ valuecard-card maker-key --out maker.key",
+        "$ valuecard-card provision --state card-a.state --maker-key maker.key",
         "card A: in-process",
         "$ valuecard --card-state card-a.state card register",
         "$ valuecard exchange --initiator-state card-a.state --responder-state card-b.state",
+        "$ valuecard-backend audit --db backend",
+        "the auditor found every invariant holding",
     ]);
     assert!(
         !demo.stdout.contains("valuecard readers"),

@@ -10,8 +10,8 @@ fn card_a_pays_300_jpy_for_card_bs_ticket_through_pcscd() {
     let _lock = lock_vpcd();
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = Backend::start(&dir.path().join("db"));
-    let card_a = VirtualCard::start(0, &dir.path().join("a.state"), false);
-    let card_b = VirtualCard::start(1, &dir.path().join("b.state"), false);
+    let card_a = backend.virtual_card(0, &dir.path().join("a.state"));
+    let card_b = backend.virtual_card(1, &dir.path().join("b.state"));
     for sub in ["a", "b"] {
         std::fs::create_dir_all(dir.path().join(sub)).expect("dir");
     }
@@ -110,8 +110,8 @@ struct Pair {
 fn pair(backend: &Backend, dir: &std::path::Path, serial: &str) -> Pair {
     std::fs::create_dir_all(dir.join("a")).expect("dir");
     std::fs::create_dir_all(dir.join("b")).expect("dir");
-    let card_a = VirtualCard::start(0, &dir.join("a.state"), false);
-    let card_b = VirtualCard::start(1, &dir.join("b.state"), false);
+    let card_a = backend.virtual_card(0, &dir.join("a.state"));
+    let card_b = backend.virtual_card(1, &dir.join("b.state"));
     let a = User::new(backend, &dir.join("a"), &["--reader", &card_a.reader], 300);
     let b = User::new(backend, &dir.join("b"), &["--reader", &card_b.reader], 1);
     a.withdraw(300, &[], None).expect_ok("withdraw");

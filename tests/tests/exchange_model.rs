@@ -58,9 +58,40 @@
 //! - The terminal keeps the latest answer of each kind, as a terminal does: it never
 //!   replays an answer that a newer one of its kind replaced (a CANCEL answer for another
 //!   s2, say). Settling does not need it: every settling call works from LIST SESSIONS.
-//! - The terminal is honest but faulty: it relays what the cards said, or nothing, or
-//!   something again. Altered and forged messages are `card/tests/exchange.rs`'s and
-//!   `backend/tests/arbiter.rs`'s.
+//! - Besides relaying, the terminal may be the adversary of invariant 6 (the `adversary`
+//!   configurations): it also holds a third genuine card C, certified by the same issuer,
+//!   whose key it uses as it likes (below).
+//!
+//! ## The adversary: a genuine card C in the terminal's hands
+//!
+//! C's certificate is the issuer's, like A's and B's, and the terminal signs with C's key
+//! whatever it wants, from everything it has seen (the latest START and AGREE answers give
+//! it s1, V1, V2, a, s2, Sa and both certificates, so it can compute the value commitment
+//! c). On top of the honest actions it may, at any point:
+//!
+//! | action | to | what |
+//! |---|---|---|
+//! | forged cancel | arbiter | a cancel request for A and B's session (a, s2), signed by C as its responder, with A's and C's certificates |
+//! | forged cancel | arbiter | the same, but naming B's certificate over C's signature |
+//! | forged cancel | arbiter | a cancel request for a made-up agreement a' = H(c' ‖ id_A ‖ id_C) under the real s2, in which C really is the responder |
+//! | forged resolve | arbiter | a resolve request for (a, s2) signed by C as its initiator, carrying B's real Sa |
+//! | forged commit | B | COMMIT with a confirmation Se signed by C over B's (a, s2) |
+//!
+//! and every recorded verdict, the made-up session's included, goes to APPLY VERDICT on
+//! either card. The arbiter must refuse every request that the session's own parties did not
+//! sign, key its verdicts by (a, s2) so that a made-up agreement under a real s2 decides
+//! nothing of the real session, and the cards must refuse a verdict for another agreement.
+//! What C is not given: an agreement or a confirmation that promises a value C never put in
+//! escrow (Sa as a responder, or Se as an initiator, of a session of its own with A or B).
+//! A key that signs such promises mints value, which no exchange protocol can prevent: it is
+//! what tamper-resistant cards, the block list and the center's float (invariant 5, tested
+//! in `backend/tests/units.rs` and `tests/tests/ledger.rs`) are for. C's genuine sessions
+//! with A or B are ordinary exchanges between two genuine cards, which the honest
+//! configurations enumerate with B's card.
+//!
+//! A **planted flaw** (`planted_flaw_is_caught`): the backend built with its
+//! `planted-flaws` feature lets the test switch the arbiter's party check off; the same
+//! enumeration must then fail, and print the schedule that leads to the failure.
 //!
 //! ## Bounds
 //!
@@ -119,7 +150,9 @@ use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
+use apdu_spec::anchor::{Anchor, AnchorRole};
 use apdu_spec::apdu::Response;
+use apdu_spec::blocklist::BlockList;
 use apdu_spec::cert::{self, Certificate};
 use apdu_spec::commands::ins;
 use apdu_spec::exchange::messages::{
@@ -127,14 +160,15 @@ use apdu_spec::exchange::messages::{
     ResolveBody, Role, SessionInfo, SessionState, StartAnswer, StartBody, VerdictBody,
     decode_sessions,
 };
-use apdu_spec::exchange::{self, Outcome, Value};
+use apdu_spec::exchange::{self, Outcome, Value, domains};
+use apdu_spec::maker::Manufacture;
 use apdu_spec::objects::Personalization;
 use apdu_spec::units::{self, LoadApply, SignedMessage, UnitValue, tag as units_tag};
 use apdu_spec::{CLA_ISO, CLA_PROPRIETARY};
 use p256::ecdsa::SigningKey;
+use sha2::Digest;
 use valuecard_backend::arbiter::{self, Arbiter, ArbiterConfig};
 use valuecard_backend::clock::ManualClock;
-use valuecard_backend::db::{DbError, Value as DbValue};
 use valuecard_card::applet::{decode, encode};
 use valuecard_card::state::{Persistent, Session};
 use valuecard_card::storage::MemoryStorage;
@@ -159,6 +193,27 @@ fn issuer() -> SigningKey {
 
 fn arbiter_key() -> SigningKey {
     SigningKey::from_slice(&[0x7C; 32]).expect("a P-256 scalar")
+}
+
+/// The scheme root: the cards are made for it, and it anchors the issuer and arbiter keys.
+fn root_key() -> SigningKey {
+    SigningKey::from_slice(&[0x4E; 32]).expect("a P-256 scalar")
+}
+
+/// The card maker of the three cards.
+fn maker_key() -> SigningKey {
+    SigningKey::from_slice(&[0x3A; 32]).expect("a P-256 scalar")
+}
+
+/// The key of card C, which the adversary holds.
+fn card_c_key() -> SigningKey {
+    SigningKey::from_slice(&[0x3C; 32]).expect("a P-256 scalar")
+}
+
+/// C's certificate: the issuer's, like A's and B's.
+fn card_c_certificate() -> Certificate {
+    let maker = apdu_spec::maker::maker_id(maker_key().verifying_key());
+    Certificate::issue(&issuer(), card_c_key().verifying_key(), maker, 0, u64::MAX)
 }
 
 fn jpy(amount: u64) -> Value {
@@ -191,9 +246,16 @@ enum Kind {
     ApplyB,
     ArbiterCancel,
     ArbiterResolve,
+    /// The adversary's: requests signed with C's key, to the arbiter...
+    ForgedCancel,
+    ForgedResolve,
+    /// ... and a confirmation signed with C's key, to B.
+    ForgedCommit,
     List,
 }
 
+/// The actions with a bound: all but the adversary's forgeries, which come first in
+/// [`Kind`] after them.
 const KINDS: usize = 12;
 
 impl Kind {
@@ -205,8 +267,14 @@ impl Kind {
             | Kind::Abort
             | Kind::Resolve
             | Kind::ApplyA => Some(A),
-            Kind::Agree | Kind::Commit | Kind::Cancel | Kind::ApplyB => Some(B),
-            Kind::ArbiterCancel | Kind::ArbiterResolve | Kind::List => None,
+            Kind::Agree | Kind::Commit | Kind::Cancel | Kind::ApplyB | Kind::ForgedCommit => {
+                Some(B)
+            }
+            Kind::ArbiterCancel
+            | Kind::ArbiterResolve
+            | Kind::ForgedCancel
+            | Kind::ForgedResolve
+            | Kind::List => None,
         }
     }
 
@@ -215,14 +283,17 @@ impl Kind {
             Kind::Start => ins::START,
             Kind::Agree => ins::AGREE,
             Kind::Confirm => ins::CONFIRM,
-            Kind::Commit => ins::COMMIT,
+            Kind::Commit | Kind::ForgedCommit => ins::COMMIT,
             Kind::Finish => ins::FINISH,
             Kind::Abort => ins::ABORT,
             Kind::Cancel => ins::CANCEL,
             Kind::Resolve => ins::RESOLVE,
             Kind::ApplyA | Kind::ApplyB => ins::APPLY_VERDICT,
             Kind::List => ins::LIST_SESSIONS,
-            Kind::ArbiterCancel | Kind::ArbiterResolve => unreachable!("not a card command"),
+            Kind::ArbiterCancel
+            | Kind::ArbiterResolve
+            | Kind::ForgedCancel
+            | Kind::ForgedResolve => unreachable!("not a card command"),
         }
     }
 
@@ -240,7 +311,18 @@ impl Kind {
             Kind::List => "LIST SESSIONS",
             Kind::ArbiterCancel => "cancel request",
             Kind::ArbiterResolve => "resolve request",
+            Kind::ForgedCancel => "C's forged cancel request",
+            Kind::ForgedResolve => "C's forged resolve request",
+            Kind::ForgedCommit => "COMMIT with C's confirmation",
         }
+    }
+
+    /// Whether the adversary's key signed what the action carries.
+    fn forged(self) -> bool {
+        matches!(
+            self,
+            Kind::ForgedCancel | Kind::ForgedResolve | Kind::ForgedCommit
+        )
     }
 
     /// Whether a lost answer is a world of its own: the answer carries what the terminal
@@ -272,8 +354,12 @@ struct Sem {
     know: [u32; 6],
 }
 
-/// The counters of the bounds, two bits each: the deliveries of each action (bits 2k and
-/// 2k + 1 for action k), then the answers lost by A and by B.
+/// The counters of the bounds, two bits each: the deliveries of each bounded action (bits
+/// 2k and 2k + 1 for action k), then the answers lost by A and by B. The adversary's
+/// forgeries have no counter: each one that the real code takes changes the world for good
+/// (a verdict recorded, a session made PENDING), and one that it refuses changes nothing
+/// and is no transition at all (`expand`), so they can come at any point, any number of
+/// times, and still every schedule is finite.
 type Counters = u32;
 
 const _: () = assert!(MAX_DELIVERIES <= 3 && MAX_CUTS <= 3 && 2 * (KINDS + 2) <= 32);
@@ -309,6 +395,9 @@ struct Edge {
 
 impl Edge {
     fn enabled(&self, c: Counters) -> bool {
+        if self.act.forged {
+            return true;
+        }
         let n = sent(c, self.act.kind);
         n < MAX_DELIVERIES
             && self.index.is_none_or(|i| i == n)
@@ -316,6 +405,9 @@ impl Edge {
     }
 
     fn counters(&self, c: Counters) -> Counters {
+        if self.act.forged {
+            return c;
+        }
         let mut c = c + (1 << (2 * self.act.kind as u32));
         if self.act.lose
             && let Some(x) = self.act.kind.card()
@@ -347,14 +439,15 @@ impl Hasher for Mix {
     }
 }
 
-type Layer = HashMap<u64, u64, BuildHasherDefault<Mix>>;
+/// The worlds of one layer, each with the number of paths that reach it.
+type Layer = HashMap<u64, u128, BuildHasherDefault<Mix>>;
 
 /// What the enumeration counted.
 #[derive(Debug, Default)]
 struct Counts {
     worlds: u64,
     transitions: u64,
-    schedules: u64,
+    schedules: u128,
     longest: usize,
     widest: usize,
 }
@@ -375,24 +468,25 @@ impl How {
     }
 }
 
-/// One session that ended: on which card, its s1 and s2 (ids; `NONE` when it had none),
+/// One session that ended: on which card, its s1, s2 and a (ids; `NONE` when it had none),
 /// and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct End {
     card: usize,
     s1: u32,
     s2: u32,
+    a: u32,
     how: How,
 }
 
 impl End {
-    fn key(&self) -> (usize, u32, u32, u8) {
+    fn key(&self) -> (usize, u32, u32, u32, u8) {
         let how = match self.how {
             How::Exchanged => 0,
             How::Aborted => 1,
             How::Verdict(o) => 1 + o as u8,
         };
-        (self.card, self.s1, self.s2, how)
+        (self.card, self.s1, self.s2, self.a, how)
     }
 }
 
@@ -404,6 +498,9 @@ struct Action {
     /// The s1 or s2 the action names, for the report.
     target: u32,
     lose: bool,
+    /// The adversary's doing: a forgery, or a verdict given on one relayed to a card (no
+    /// bound; see `Counters`).
+    forged: bool,
 }
 
 /// What a card did with a command.
@@ -491,21 +588,31 @@ fn verify_pin(card: &mut Card) {
     );
 }
 
-/// A card personalised by [`issuer`] with [`arbiter_key`]'s key and [`PIN`], holding
-/// `value` loaded from the issuer: its state file.
+/// A card made by [`maker_key`] for [`root_key`], personalised with the root's anchors over
+/// [`issuer`] and [`arbiter_key`] and [`PIN`], holding `value` loaded from the issuer: its
+/// state file.
 fn personalised(seed: u64, value: &Value) -> Vec<u8> {
     let options = Options {
         test_mode: true,
         rng_seed: Some(seed),
     };
     let mut card = Card::new(Box::new(MemoryStorage::default()), options).expect("a card");
+    // Manufacture, here through TEST RESET's record (the card is in test mode).
+    let attestation = SigningKey::from_slice(&[seed as u8 + 0x60; 32]).expect("a P-256 scalar");
+    let made = Manufacture::make(&maker_key(), root_key().verifying_key(), &attestation);
+    ok(&mut card, &command(ins::TEST_RESET, &made.encode()));
     let public = ok(&mut card, &command(ins::GENERATE_KEY, &[]))[2..].to_vec();
     let key = cert::decode_public_key(&public).expect("a P-256 key");
     let id = apdu_spec::card_id(&public);
     let body = Personalization {
-        issuer_key: cert::encode_public_key(issuer().verifying_key()).to_vec(),
-        arbiter_key: cert::encode_public_key(arbiter_key().verifying_key()).to_vec(),
-        certificate: Certificate::issue(&issuer(), &key, 0, u64::MAX).encode(),
+        issuer: Anchor::issue(&root_key(), AnchorRole::Issuer, issuer().verifying_key()),
+        arbiter: Anchor::issue(
+            &root_key(),
+            AnchorRole::Arbiter,
+            arbiter_key().verifying_key(),
+        ),
+        certificate: Certificate::issue(&issuer(), &key, made.certificate.maker, 0, u64::MAX)
+            .encode(),
         pin: PIN.to_vec(),
     }
     .encode();
@@ -520,14 +627,21 @@ fn personalised(seed: u64, value: &Value) -> Vec<u8> {
             }
             UnitValue::Asset { .. } => None,
         };
+        // The issuer's block list travels with the load: it lists no card.
+        let block_list = BlockList::sign(&issuer(), 1, &[]);
         let body = LoadApply {
-            authorisation: units::sign(&issuer(), units::domains::LOAD_AUTH, &request.message),
+            authorisation: units::sign(
+                &issuer(),
+                units::domains::LOAD_AUTH,
+                &units::authorised(&request.message, block_list.version),
+            ),
             ticket_signature,
+            block_list,
         }
         .encode();
         ok(&mut card, &command(ins::LOAD_APPLY, &body));
     }
-    encode(card.applet().persistent())
+    encode(card.applet().persistent()).expect("a state encodes")
 }
 
 fn seed(bytes: &[u8], kind: Kind, index: u8) -> u64 {
@@ -585,6 +699,9 @@ struct Listed {
     s2: Vec<u32>,
 }
 
+/// One of the adversary's forgeries: the action that delivers it, its message, its name.
+type Forgery = (Kind, u32, &'static str);
+
 /// What the settle procedure ends with: the cards, the arbiter and the endings.
 type Settled = ([u32; 2], u32, u32);
 
@@ -593,6 +710,10 @@ struct Model {
     name: &'static str,
     v1: Value,
     v2: Value,
+    /// The terminal holds card C and forges with its key.
+    adversary: bool,
+    /// The arbiter runs with its party check switched off (the planted flaw).
+    flawed: bool,
     /// What the issuer gave, over both cards.
     issued: Holdings,
     /// Every message: bodies, answers, requests, verdicts.
@@ -609,9 +730,21 @@ struct Model {
     arbiters: Interner<Vec<u32>>,
     creators: Vec<Vec<(Kind, u32)>>,
     arbiter_memo: HashMap<(u32, Kind, u32), ArbiterStep>,
-    /// A verdict message's s2 id and outcome.
-    verdicts: HashMap<u32, (u32, Outcome)>,
-    arbiter_refusals: u64,
+    /// A verdict message's a id, s2 id and outcome.
+    verdicts: HashMap<u32, (u32, u32, Outcome)>,
+    /// Requests that A or B made and the arbiter refused (there must be none).
+    honest_refusals: u64,
+    /// The adversary's forgeries, from the terminal's latest START and AGREE answers: the
+    /// forged action, its message, and which forgery it is.
+    forgeries: HashMap<(u32, u32), Vec<Forgery>>,
+    /// Each forgery (by name): how often the real code refused it and took it.
+    forged: BTreeMap<&'static str, [u64; 2]>,
+    /// A forgery's name by its message.
+    forgery_names: HashMap<u32, &'static str>,
+    /// Verdicts the arbiter gave on the adversary's requests, and how often a card refused
+    /// to apply one.
+    forgery_verdicts: HashSet<u32>,
+    made_up_verdicts_refused: u64,
     endings: Interner<Vec<End>>,
     bodies: HashMap<(Kind, u32, u32), u32>,
     /// s1 of a START answer, s2 of an AGREE answer (message id to identifier id).
@@ -630,7 +763,7 @@ struct Model {
 }
 
 impl Model {
-    fn new(name: &'static str, v1: Value, v2: Value) -> Model {
+    fn new(name: &'static str, v1: Value, v2: Value, adversary: bool, flawed: bool) -> Model {
         let mut issued = Holdings::of_value(&v1);
         let other = Holdings::of_value(&v2);
         for (code, n) in other.assets {
@@ -641,6 +774,8 @@ impl Model {
             name,
             v1,
             v2,
+            adversary,
+            flawed,
             issued,
             msgs: Interner::new(),
             ids: Interner::new(),
@@ -652,7 +787,12 @@ impl Model {
             creators: Vec::new(),
             arbiter_memo: HashMap::new(),
             verdicts: HashMap::new(),
-            arbiter_refusals: 0,
+            honest_refusals: 0,
+            forgeries: HashMap::new(),
+            forged: BTreeMap::new(),
+            forgery_names: HashMap::new(),
+            forgery_verdicts: HashSet::new(),
+            made_up_verdicts_refused: 0,
             endings: Interner::new(),
             bodies: HashMap::new(),
             answer_ids: HashMap::new(),
@@ -728,18 +868,19 @@ impl Model {
             self.msgs.get(body).clone()
         };
         let (answer, sw) = transmit(&mut c, &command(kind.ins(), &data));
-        let after = encode(c.applet().persistent());
+        let after = encode(c.applet().persistent()).expect("a state encodes");
         let who = CARD_NAMES[card];
         if sw != 0x9000 {
             if !answer.is_empty() {
                 self.faults
                     .push(format!("{who}: {} refused {sw:04X} with data", kind.name()));
             }
-            if after != before && kind != Kind::Commit {
+            let commit = matches!(kind, Kind::Commit | Kind::ForgedCommit);
+            if after != before && !commit {
                 self.faults
                     .push(format!("{who}: {} refused {sw:04X} and wrote", kind.name()));
             }
-            if after != before && kind == Kind::Commit {
+            if after != before && commit {
                 // The one refusal that writes: COMMIT with a confirmation that does not
                 // verify makes its session PENDING, and changes nothing else.
                 let mut expected = self.persistent[state as usize].clone();
@@ -751,7 +892,7 @@ impl Model {
                         r.pending = true;
                     }
                 }
-                if encode(&expected) != after {
+                if encode(&expected).expect("a state encodes") != after {
                     self.faults
                         .push(format!("{who}: a refused COMMIT changed more than PENDING"));
                 }
@@ -814,11 +955,17 @@ impl Model {
                 }
             };
             let s1 = self.ids.id(*s.s1());
-            let s2 = match s.agreement() {
-                Some((s2, _)) => self.ids.id(*s2),
-                None => NONE,
+            let (s2, a) = match s.agreement() {
+                Some((s2, a)) => (self.ids.id(*s2), self.ids.id(*a)),
+                None => (NONE, NONE),
             };
-            out.push(End { card, s1, s2, how });
+            out.push(End {
+                card,
+                s1,
+                s2,
+                a,
+                how,
+            });
         }
         out
     }
@@ -852,33 +999,30 @@ impl Model {
 
     fn fresh_arbiter(&self) -> Arbiter {
         let db = arbiter::open_database(":memory:").expect("an arbiter database");
-        db.transaction(|tx| {
-            tx.execute(
-                "INSERT INTO arbiter_key (id, private_key) VALUES (1, ?1)",
-                &[DbValue::Blob(arbiter_key().to_bytes().to_vec())],
-            )
-            .map(|_| ())
-        })
-        .map_err(|e: DbError| e)
-        .expect("the arbiter key");
-        Arbiter::new(
+        let court = Arbiter::new(
             db,
             Arc::new(ManualClock::new(1_750_000_000)),
             ArbiterConfig {
                 issuer_public_key: *issuer().verifying_key(),
             },
+            arbiter_key(),
         )
-        .expect("an arbiter")
+        .expect("an arbiter");
+        if self.flawed {
+            court.plant_flaw_skip_party_check();
+        }
+        court
     }
 
     fn request(&self, arbiter: &Arbiter, kind: Kind, req: u32) -> Result<Verdict, String> {
         let bytes = self.msgs.get(req);
+        // A forged request has the form of a card's answer, signed with C's key.
         let answer = match kind {
-            Kind::ArbiterCancel => {
+            Kind::ArbiterCancel | Kind::ForgedCancel => {
                 let c = CancelAnswer::decode(bytes).expect("a CANCEL answer");
                 arbiter.cancel(&ArbiterCancelRequest::from(&c))
             }
-            Kind::ArbiterResolve => {
+            Kind::ArbiterResolve | Kind::ForgedResolve => {
                 let r = ResolveAnswer::decode(bytes).expect("a RESOLVE answer");
                 arbiter.resolve(&ArbiterResolveRequest::from(&r))
             }
@@ -887,13 +1031,25 @@ impl Model {
         answer.map_err(|e| format!("{e:?}"))
     }
 
-    /// The verdict the arbiter state `arbiter` holds for `s2`.
-    fn record(&self, arbiter: u32, s2: u32) -> Option<u32> {
+    /// The verdict the arbiter state `arbiter` holds for the session (a, s2).
+    fn record(&self, arbiter: u32, a: u32, s2: u32) -> Option<u32> {
         self.arbiters
             .get(arbiter)
             .iter()
             .copied()
-            .find(|v| self.verdicts[v].0 == s2)
+            .find(|v| self.verdicts[v].0 == a && self.verdicts[v].1 == s2)
+    }
+
+    /// The outcome recorded for the session (a, s2), if any.
+    fn outcome(&self, arbiter: u32, a: u32, s2: u32) -> Option<Outcome> {
+        self.record(arbiter, a, s2).map(|v| self.verdicts[&v].2)
+    }
+
+    /// Counts what the real arbiter or card did with a forgery: refused or took it.
+    fn note_forgery(&mut self, body: u32, taken: bool) {
+        if let Some(name) = self.forgery_names.get(&body) {
+            self.forged.entry(name).or_default()[usize::from(taken)] += 1;
+        }
     }
 
     /// Sends a request to an arbiter in state `arbiter`: a fresh arbiter, the requests that
@@ -908,14 +1064,17 @@ impl Model {
             let v = self.request(&court, k, r).expect("a replayed request");
             assert!(!v.replayed, "a replayed request found a verdict");
         }
-        let step = match self.request(&court, kind, req) {
-            Err(_) => {
-                self.arbiter_refusals += 1;
-                ArbiterStep {
-                    next: arbiter,
-                    verdict: NONE,
-                }
-            }
+        let answer = self.request(&court, kind, req);
+        if kind.forged() {
+            self.note_forgery(req, answer.is_ok());
+        } else if answer.is_err() {
+            self.honest_refusals += 1;
+        }
+        let step = match answer {
+            Err(_) => ArbiterStep {
+                next: arbiter,
+                verdict: NONE,
+            },
             Ok(v) => {
                 assert!(
                     exchange::verify_verdict(
@@ -929,14 +1088,17 @@ impl Model {
                 );
                 let body = VerdictBody::from(&v).encode();
                 let verdict = self.msg(body);
-                let s2 = self.ids.id(v.s2);
-                self.verdicts.insert(verdict, (s2, v.outcome));
-                let existing = self.record(arbiter, s2);
+                let (a, s2) = (self.ids.id(v.a), self.ids.id(v.s2));
+                self.verdicts.insert(verdict, (a, s2, v.outcome));
+                if kind.forged() {
+                    self.forgery_verdicts.insert(verdict);
+                }
+                let existing = self.record(arbiter, a, s2);
                 let next = if v.replayed {
                     assert_eq!(existing, Some(verdict), "a replayed verdict is the record");
                     arbiter
                 } else {
-                    assert_eq!(existing, None, "a second verdict for one s2");
+                    assert_eq!(existing, None, "a second verdict for one (a, s2)");
                     let mut records = self.arbiters.get(arbiter).clone();
                     records.push(verdict);
                     records.sort_unstable();
@@ -1015,6 +1177,83 @@ impl Model {
         id
     }
 
+    /// What the adversary forges with C's key from a START answer and an AGREE answer (see
+    /// the module's table), each with its name.
+    fn forgeries(&mut self, start: u32, agree: u32) -> Vec<Forgery> {
+        if let Some(f) = self.forgeries.get(&(start, agree)) {
+            return f.clone();
+        }
+        let started = StartAnswer::decode(self.msgs.get(start)).expect("a START answer");
+        let agreed = AgreeAnswer::decode(self.msgs.get(agree)).expect("an AGREE answer");
+        let (a, s2) = (agreed.a, agreed.s2);
+        // Everything the terminal saw: the value commitment of the offer it relayed.
+        let c = exchange::values_commitment(&started.s1, &started.v1, &agreed.v2);
+        let card_a = started.initiator_certificate.clone();
+        let card_b = agreed.responder_certificate.clone();
+        let (key_c, card_c) = (card_c_key(), card_c_certificate());
+        let cancel = |a: [u8; 32], c: [u8; 32], responder: &Certificate| CancelAnswer {
+            a,
+            s2,
+            c,
+            sab: exchange::sign(&key_c, domains::CANCEL, &a, &s2),
+            sa: exchange::sign(&key_c, domains::AGREE, &a, &s2),
+            initiator_certificate: card_a.clone(),
+            responder_certificate: responder.clone(),
+        };
+        // A made-up agreement in which C really is the responder, under B's s2.
+        let made_up_c: [u8; 32] =
+            sha2::Sha256::digest([b"made up".as_slice(), &s2].concat()).into();
+        let made_up_a = exchange::agreement_of(&made_up_c, &card_a.card_id, &card_c.card_id);
+        let forged = [
+            (
+                Kind::ForgedCancel,
+                cancel(a, c, &card_c).encode(),
+                "cancel: C signs as the responder of A and B's session",
+            ),
+            (
+                Kind::ForgedCancel,
+                cancel(a, c, &card_b).encode(),
+                "cancel: C signs under B's certificate",
+            ),
+            (
+                Kind::ForgedCancel,
+                cancel(made_up_a, made_up_c, &card_c).encode(),
+                "cancel: a made-up agreement with C under B's s2",
+            ),
+            (
+                Kind::ForgedResolve,
+                ResolveAnswer {
+                    a,
+                    s2,
+                    c,
+                    sr: exchange::sign(&key_c, domains::RESOLVE, &a, &s2),
+                    sa: agreed.sa,
+                    initiator_certificate: card_c.clone(),
+                    responder_certificate: card_b,
+                }
+                .encode(),
+                "resolve: C signs as the initiator, with B's real agreement",
+            ),
+            (
+                Kind::ForgedCommit,
+                ConfirmAnswer {
+                    s2,
+                    se: exchange::sign(&key_c, domains::CONFIRM, &a, &s2),
+                }
+                .encode(),
+                "commit: B gets a confirmation signed by C",
+            ),
+        ];
+        let mut out = Vec::new();
+        for (kind, bytes, name) in forged {
+            let id = self.msg(bytes);
+            self.forgery_names.insert(id, name);
+            out.push((kind, id, name));
+        }
+        self.forgeries.insert((start, agree), out.clone());
+        out
+    }
+
     /// s1 of a START answer, or s2 of an AGREE answer.
     fn answer_id(&mut self, kind: Kind, msg: u32) -> u32 {
         if let Some(id) = self.answer_ids.get(&msg) {
@@ -1034,12 +1273,18 @@ impl Model {
     /// Every action the terminal can take from `sem` (whatever the counters allow).
     fn candidates(&mut self, sem: &Sem) -> Vec<Action> {
         let mut out = Vec::new();
+        // Verdicts given on a forgery, as they stand when this world is expanded (a verdict is
+        // given once, in a world before this one).
+        let forged_verdicts = self.forgery_verdicts.clone();
         let mut add = |kind: Kind, body: u32, target: u32| {
+            let forged = kind.forged()
+                || (matches!(kind, Kind::ApplyA | Kind::ApplyB) && forged_verdicts.contains(&body));
             out.push(Action {
                 kind,
                 body,
                 target,
                 lose: false,
+                forged,
             });
             if kind.answer_matters() {
                 out.push(Action {
@@ -1047,6 +1292,7 @@ impl Model {
                     body,
                     target,
                     lose: true,
+                    forged,
                 });
             }
         };
@@ -1089,10 +1335,17 @@ impl Model {
         if k[K_RESOLVE] != NONE {
             add(Kind::ArbiterResolve, k[K_RESOLVE], NONE);
         }
+        // Every verdict the arbiter recorded, whoever asked for it, goes to both cards.
         for &v in self.arbiters.get(sem.arbiter) {
-            let s2 = self.verdicts[&v].0;
+            let s2 = self.verdicts[&v].1;
             add(Kind::ApplyA, v, s2);
             add(Kind::ApplyB, v, s2);
+        }
+        if self.adversary && k[K_START] != NONE && k[K_AGREE] != NONE {
+            let s2 = known_s2.unwrap_or(NONE);
+            for (kind, body, _) in self.forgeries(k[K_START], k[K_AGREE]) {
+                add(kind, body, s2);
+            }
         }
         out
     }
@@ -1118,11 +1371,20 @@ impl Model {
             let what = if step.verdict == NONE {
                 "refused".to_string()
             } else {
-                format!("verdict {}", self.verdicts[&step.verdict].1.name())
+                format!("verdict {}", self.verdicts[&step.verdict].2.name())
             };
             return (n, what);
         };
         let step = self.card_step(card, sem.cards[card], act.kind, act.body, index);
+        if act.kind.forged() {
+            self.note_forgery(act.body, step.sw == 0x9000);
+        }
+        if matches!(act.kind, Kind::ApplyA | Kind::ApplyB)
+            && step.sw != 0x9000
+            && self.forgery_verdicts.contains(&act.body)
+        {
+            self.made_up_verdicts_refused += 1;
+        }
         n.cards[card] = step.next;
         n.endings = self.add_endings(sem.endings, &step.ended);
         if step.sw == 0x9000 && !act.lose {
@@ -1170,6 +1432,11 @@ impl Model {
                         "then {step}: the real code misbehaves: {}",
                         self.faults.join("; ")
                     ));
+                }
+                if act.forged && to == from {
+                    // The real code refused the forgery and changed nothing: the schedule
+                    // with it is the schedule without it (see `Counters`).
+                    continue;
                 }
                 let (next, new) = self.sems.intern(to);
                 if new {
@@ -1222,14 +1489,14 @@ impl Model {
                         ends = false;
                         counts.transitions += 1;
                         let to = next.entry(world(e.next, e.counters(c))).or_default();
-                        *to = to.checked_add(paths).expect("fewer than 2^64 paths");
+                        *to = to.checked_add(paths).expect("fewer than 2^128 paths");
                     }
                 }
                 if ends {
                     counts.schedules = counts
                         .schedules
                         .checked_add(paths)
-                        .expect("fewer than 2^64 schedules");
+                        .expect("fewer than 2^128 schedules");
                 }
             }
             layer = next;
@@ -1311,19 +1578,17 @@ impl Model {
                     .or_default() += 1;
             }
             for s in &p.sessions {
-                let dead = match s.agreement() {
-                    None => false,
-                    Some((s2, _)) => {
-                        let s2 = self.ids.id(*s2);
-                        self.record(arbiter, s2)
-                            .is_some_and(|v| self.verdicts[&v].1 == Outcome::Complete)
-                            || self
-                                .endings
-                                .get(endings)
-                                .iter()
-                                .any(|e| e.card != x && e.s2 == s2 && e.how.receives())
-                    }
-                };
+                let dead =
+                    match s.agreement() {
+                        None => false,
+                        Some((s2, a)) => {
+                            let (s2, a) = (self.ids.id(*s2), self.ids.id(*a));
+                            self.outcome(arbiter, a, s2) == Some(Outcome::Complete)
+                                || self.endings.get(endings).iter().any(|e| {
+                                    e.card != x && e.s2 == s2 && e.a == a && e.how.receives()
+                                })
+                        }
+                    };
                 if dead {
                     continue;
                 }
@@ -1401,7 +1666,7 @@ impl Model {
             let record = if e.s2 == NONE {
                 None
             } else {
-                self.record(arbiter, e.s2).map(|v| self.verdicts[&v].1)
+                self.outcome(arbiter, e.a, e.s2)
             };
             match (e.how, record) {
                 (How::Aborted, _) if e.s2 == NONE => {}
@@ -1477,9 +1742,8 @@ impl Model {
                 let session = {
                     let s1 = self.ids.id(s.s1);
                     let s2 = s.s2.map_or(NONE, |s2| self.ids.id(s2));
-                    let record = self
-                        .record(arbiter, s2)
-                        .map_or("none", |v| self.verdicts[&v].1.name());
+                    let a = s.a.map_or(NONE, |a| self.ids.id(a));
+                    let record = self.outcome(arbiter, a, s2).map_or("none", Outcome::name);
                     format!(
                         "its {} session s1 {} s2 {} in {} (arbiter's record: {record})",
                         s.role.name(),
@@ -1510,7 +1774,8 @@ impl Model {
                     continue;
                 }
                 let s2 = self.ids.id(s.s2.expect("an agreed session has s2"));
-                let verdict = match self.record(arbiter, s2) {
+                let a = self.ids.id(s.a.expect("an agreed session has a"));
+                let verdict = match self.record(arbiter, a, s2) {
                     Some(v) => v,
                     None => {
                         let (kind, request) = match s.role {
@@ -1544,8 +1809,6 @@ impl Model {
         Ok((cards, arbiter, endings))
     }
 
-    /// Every invariant for the world's cards, arbiter and endings (the terminal's knowledge
-    /// and the counters do not enter them).
     /// Every invariant for a world's cards, arbiter and endings (the terminal's knowledge
     /// and the counters do not enter them).
     fn check(&mut self, cards: [u32; 2], arbiter: u32, endings: u32) -> Result<(), String> {
@@ -1584,15 +1847,27 @@ impl Model {
         let mut found = Vec::new();
         for (x, &state) in cards.iter().enumerate() {
             for s in &self.persistent[state as usize].sessions.clone() {
-                let Some((s2, _)) = s.agreement() else {
+                let Some((s2, a)) = s.agreement() else {
                     continue;
                 };
-                let s2 = self.ids.id(*s2);
-                let record = self.record(arbiter, s2).map(|v| self.verdicts[&v].1);
+                let (s2, a) = (self.ids.id(*s2), self.ids.id(*a));
+                let record = self.outcome(arbiter, a, s2);
                 let other = ends
                     .iter()
-                    .find(|e| e.card != x && e.s2 == s2)
+                    .find(|e| e.card != x && e.s2 == s2 && e.a == a)
                     .map(|e| e.how);
+                if let Session::Responder(r) = s
+                    && r.pending
+                    && self
+                        .arbiters
+                        .get(arbiter)
+                        .iter()
+                        .any(|v| self.forgery_verdicts.contains(v) && self.verdicts[v].1 == s2)
+                {
+                    found.push(
+                        "C's made-up agreement under B's s2 has a verdict, B's own session is open",
+                    );
+                }
                 match (s, record, other) {
                     (Session::Responder(r), Some(Outcome::Complete), _) if r.pending => {
                         found.push("B cancelled, but A's resolve request came first: COMPLETE")
@@ -1633,8 +1908,14 @@ impl Model {
             Kind::Abort => format!(" s1 {}", self.short(act.target)),
             Kind::Cancel | Kind::Resolve => format!(" s2 {}", self.short(act.target)),
             Kind::ApplyA | Kind::ApplyB => format!(
-                " {} s2 {}",
-                self.verdicts[&act.body].1.name(),
+                " {} s2 {} a {}",
+                self.verdicts[&act.body].2.name(),
+                self.short(act.target),
+                self.short(self.verdicts[&act.body].0)
+            ),
+            Kind::ForgedCancel | Kind::ForgedResolve | Kind::ForgedCommit => format!(
+                " ({}) s2 {}",
+                self.forgery_names.get(&act.body).copied().unwrap_or("?"),
                 self.short(act.target)
             ),
             _ => String::new(),
@@ -1653,15 +1934,19 @@ fn union(known: Option<u32>, listed: &[u32]) -> Vec<u32> {
     }
     out
 }
-fn run(name: &'static str, v1: Value, v2: Value) {
+
+/// Enumerates every schedule of one configuration, checking the invariants in every world;
+/// panics with the schedule that leads to the first world where something fails.
+fn explore(name: &'static str, v1: Value, v2: Value, adversary: bool, flawed: bool) -> Model {
     let began = Instant::now();
-    let mut model = Model::new(name, v1, v2);
+    let mut model = Model::new(name, v1, v2, adversary, flawed);
     let initial = model.initial();
     let counts = model.enumerate(initial);
     let elapsed = began.elapsed();
     println!(
-        "{name}: bounds: each of the {KINDS} actions delivered at most {MAX_DELIVERIES} times \
-         in a schedule, each card losing at most {MAX_CUTS} answers"
+        "{name}: bounds: each of the {KINDS} honest actions delivered at most {MAX_DELIVERIES} \
+         times in a schedule, each card losing at most {MAX_CUTS} answers; the adversary's \
+         forgeries at any point, any number of times"
     );
     println!(
         "{name}: {} schedules (the full enumeration), {} reachable worlds, {} transitions, \
@@ -1679,30 +1964,62 @@ fn run(name: &'static str, v1: Value, v2: Value) {
         counts.widest
     );
     println!("{name}: corners reached: {:?}", model.reached);
+    println!(
+        "{name}: the adversary's forgeries, [refused, taken] by the real code: {:?}; verdicts \
+         of made-up agreements refused by a card {} times",
+        model.forged, model.made_up_verdicts_refused
+    );
+    model
+}
+
+fn run(name: &'static str, v1: Value, v2: Value) {
+    let model = explore(name, v1, v2, true, false);
     // A request a card made is never refused: the arbiter decides every session it is asked
-    // about.
+    // about, whatever the adversary sent before.
     assert_eq!(
-        model.arbiter_refusals, 0,
+        model.honest_refusals, 0,
         "the arbiter refused a card's request"
     );
     // The enumeration reached the corners that matter: both ends after resolution, both
     // verdicts at the arbiter, sessions ended every way, the races.
     assert_eq!(model.outcomes.len(), 2, "{:?}", model.outcomes);
-    let verdicts: BTreeSet<u8> = model.verdicts.values().map(|(_, o)| *o as u8).collect();
+    let verdicts: BTreeSet<u8> = model.verdicts.values().map(|(_, _, o)| *o as u8).collect();
     assert_eq!(verdicts.len(), 2, "both verdicts were given");
     let hows: BTreeSet<u8> = model
         .endings
         .items
         .iter()
         .flatten()
-        .map(|e| e.key().3)
+        .map(|e| e.key().4)
         .collect();
     assert_eq!(
         hows.len(),
         4,
         "sessions ended by exchange, ABORT and both verdicts"
     );
-    assert_eq!(model.reached.len(), 5, "{:?}", model.reached);
+    assert_eq!(model.reached.len(), 6, "{:?}", model.reached);
+    // The adversary's part: every forgery was tried and met the real code, which refused
+    // each one that the session's own parties did not sign, and took only C's made-up
+    // agreement, in which C is a party, without it deciding anything of A's and B's.
+    let refused = |name: &str| model.forged.get(name).copied().unwrap_or_default();
+    for name in [
+        "cancel: C signs as the responder of A and B's session",
+        "cancel: C signs under B's certificate",
+        "resolve: C signs as the initiator, with B's real agreement",
+        "commit: B gets a confirmation signed by C",
+    ] {
+        let [no, yes] = refused(name);
+        assert!(no > 0 && yes == 0, "{name}: refused {no}, taken {yes}");
+    }
+    let [no, yes] = refused("cancel: a made-up agreement with C under B's s2");
+    assert!(
+        yes > 0 && no == 0,
+        "the made-up agreement: refused {no}, taken {yes}"
+    );
+    assert!(
+        model.made_up_verdicts_refused > 0,
+        "the cards refused the verdict of the made-up agreement"
+    );
 }
 
 #[test]
@@ -1713,4 +2030,41 @@ fn every_schedule_of_300_jpy_for_a_ticket() {
 #[test]
 fn every_schedule_of_a_one_way_payment() {
     run("a one-way payment of 300 JPY", jpy(300), None);
+}
+
+/// The same enumeration against an arbiter whose party check is switched off (the
+/// backend's `planted-flaws` feature): the adversary's forged cancel or resolve then
+/// decides A and B's session, and an invariant fails in some world. The test passes only if
+/// the enumeration fails, and fails with a schedule.
+#[test]
+fn planted_flaw_is_caught() {
+    let caught = std::panic::catch_unwind(|| {
+        explore(
+            "300 JPY for a ticket, the arbiter's party check off",
+            jpy(300),
+            concert(),
+            true,
+            true,
+        )
+    });
+    let Err(payload) = caught else {
+        panic!("with the arbiter's party check off, every invariant still held");
+    };
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    println!("the planted flaw was caught:\n{message}");
+    assert!(message.contains("the schedule"), "{message}");
+    assert!(
+        message.contains("C's forged"),
+        "the schedule uses a forgery: {message}"
+    );
+    assert!(
+        ["conservation", "agreement", "resolution", "exact totals"]
+            .iter()
+            .any(|invariant| message.contains(invariant)),
+        "an invariant fails: {message}"
+    );
 }

@@ -5,7 +5,7 @@
 //! each step of a withdrawal, or fail one of its network calls, then run `valuecard
 //! recover`; the totals must come out exact, whatever step was cut.
 
-use valuecard_tests::{Backend, PIN, User, VirtualCard, assert_interrupted, json, lock_vpcd};
+use valuecard_tests::{Backend, PIN, User, assert_interrupted, json, lock_vpcd};
 
 /// The acceptance run: an account with 1,000, a card registered and personalised through the
 /// center, 300 withdrawn; the center shows 300 and the bank 700. The card sits behind pcscd.
@@ -14,7 +14,7 @@ fn withdraw_300_into_a_virtual_card_behind_pcscd() {
     let _lock = lock_vpcd();
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = Backend::start(&dir.path().join("db"));
-    let card = VirtualCard::start(0, &dir.path().join("card.state"), false);
+    let card = backend.virtual_card(0, &dir.path().join("card.state"));
     let user = User::new(&backend, dir.path(), &["--reader", &card.reader], 1000);
 
     let info = json(&user.run(&["info", "--json"], &[]).expect_ok("info"));

@@ -11,7 +11,8 @@
 //!
 //! At the end, after `valuecard recover` and `valuecard redeem`, all of it exactly: every
 //! issued token redeemed once, and each card holding exactly what its loads (not refunded)
-//! minus its unloads say, so that no load was applied twice.
+//! minus its unloads say, so that no load was applied twice; and `valuecard-backend audit`
+//! finds every invariant it checks holding over the three databases.
 //!
 //! The cards run in-process (`--card-state`): an aborted terminal is then a card pulled out
 //! at the same instant. `VALUECARD_LEDGER_SEED` and `VALUECARD_LEDGER_OPS` replay a run.
@@ -322,4 +323,11 @@ fn the_funding_ledger_holds_after_a_thousand_random_operations_with_faults() {
         "the run moved units both ways: {:?}",
         end.cards
     );
+
+    // The auditor, read-only over the three databases, finds every invariant it can check
+    // holding, the float among them (cards hold exactly what was loaded and not refunded
+    // or unloaded).
+    let audit = backend.audit();
+    eprintln!("{}", audit.report);
+    assert!(audit.passed, "the auditor (seed {seed}):\n{}", audit.report);
 }

@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use valuecard_terminal::launch;
 use valuecard_terminal::pcsc::list_readers;
 use valuecard_tests::{VirtualCard, lock_vpcd, valuecard};
 
@@ -127,8 +128,10 @@ fn cli_life_cycle_survives_a_card_restart() {
     let _lock = lock_vpcd();
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("card.state");
-    let issuer = dir.path().join("issuer.key");
-    let arbiter = dir.path().join("arbiter.key");
+    // The offline steps: the scheme's keys and a maker, which makes the card.
+    let scheme =
+        launch::Scheme::create(&dir.path().join("scheme")).unwrap_or_else(|e| panic!("{e}"));
+    scheme.provision(&state).unwrap_or_else(|e| panic!("{e}"));
     let mut card = VirtualCard::start(0, &state, false);
     let reader = card.reader.clone();
 
@@ -138,26 +141,13 @@ fn cli_life_cycle_survives_a_card_restart() {
         "{out}\n{err}"
     );
 
-    let (ok, _, err) = valuecard(&["card", "keygen", "--out", issuer.to_str().expect("path")]);
-    assert!(ok, "{err}");
-    let (ok, arbiter_out, err) =
-        valuecard(&["card", "keygen", "--out", arbiter.to_str().expect("path")]);
-    assert!(ok, "{err}");
-    let arbiter_public = arbiter_out
-        .split_whitespace()
-        .find(|w| w.len() == 66)
-        .expect("keygen prints the public key")
-        .to_string();
-
     let (ok, out, err) = valuecard(&[
         "--reader",
         &reader,
         "card",
         "init",
-        "--issuer-key",
-        issuer.to_str().expect("path"),
-        "--arbiter-key",
-        &arbiter_public,
+        "--keys",
+        scheme.keys.to_str().expect("path"),
         "--pin",
         "2468",
     ]);

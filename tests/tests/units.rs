@@ -16,8 +16,7 @@ use valuecard_protocol::api::{LoadOrder, UnloadOrder};
 use valuecard_terminal::backend_client::CenterClient;
 use valuecard_terminal::{CardError, Client, ClientError, InProcess};
 use valuecard_tests::{
-    ADMIN_TOKEN, Backend, Balances, PIN, Run, User, VirtualCard, assert_interrupted, json,
-    lock_vpcd,
+    ADMIN_TOKEN, Backend, Balances, PIN, Run, User, assert_interrupted, json, lock_vpcd,
 };
 
 fn jpy(amount: u64) -> UnitValue {
@@ -42,7 +41,7 @@ fn withdraw_load_unload_and_a_ticket_through_pcscd() {
     let _lock = lock_vpcd();
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = Backend::start(&dir.path().join("db"));
-    let card = VirtualCard::start(0, &dir.path().join("card.state"), false);
+    let card = backend.virtual_card(0, &dir.path().join("card.state"));
     let user = funded_user(&backend, dir.path(), &["--reader", &card.reader], 500);
     assert_eq!(user.balances().center, 500);
 
@@ -260,7 +259,7 @@ fn a_load_or_an_unload_cut_at_any_step_is_finished_exactly_by_recover() {
     let _lock = lock_vpcd();
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = Backend::start(&dir.path().join("db"));
-    let card = VirtualCard::start(0, &dir.path().join("card.state"), false);
+    let card = backend.virtual_card(0, &dir.path().join("card.state"));
     let user = funded_user(&backend, dir.path(), &["--reader", &card.reader], 500);
 
     // Load 200 with the card at (0, 500). With --asset given, the center's first request
@@ -377,6 +376,7 @@ fn the_card_refuses_replayed_and_foreign_center_signatures() {
     let apply1 = LoadApply {
         authorisation: auth1.authorisation,
         ticket_signature: None,
+        block_list: auth1.block_list.clone(),
     };
     card_a.load_apply(&apply1).expect("apply 1");
     let second = card_a.load_request(&jpy(100)).expect("request 2");
@@ -397,6 +397,7 @@ fn the_card_refuses_replayed_and_foreign_center_signatures() {
         card_a.load_apply(&LoadApply {
             authorisation: auth_b.authorisation,
             ticket_signature: None,
+            block_list: auth_b.block_list.clone(),
         }),
         0x6300,
         "another card's authorisation",
@@ -417,6 +418,7 @@ fn the_card_refuses_replayed_and_foreign_center_signatures() {
     let apply2 = LoadApply {
         authorisation: auth2.authorisation,
         ticket_signature: None,
+        block_list: auth2.block_list.clone(),
     };
     card_a.load_apply(&apply2).expect("apply 2");
     refused(
@@ -428,6 +430,7 @@ fn the_card_refuses_replayed_and_foreign_center_signatures() {
         .load_apply(&LoadApply {
             authorisation: auth_b.authorisation,
             ticket_signature: None,
+            block_list: auth_b.block_list.clone(),
         })
         .expect("B applies its own");
 
