@@ -22,7 +22,7 @@
 //! | `center.attested_cards` | center | every card that holds or moved units was registered with an attestation |
 //! | `center.totals_fit_i64` | center | every total above, per card and for all cards, fits in 2^63 − 1 |
 //! | `arbiter.one_verdict_per_session` | arbiter | one verdict per (a, s2) |
-//! | `arbiter.one_agreement_per_responder` | arbiter | one verdict per (s2, responder) |
+//! | `arbiter.one_agreement_per_responder` | arbiter | one agreement per (s2, responder): a genuine card signs one; two mean the responder's key is out of its chip (block the card). The arbiter takes both, each its own session |
 //! | `arbiter.parties` | arbiter | every verdict is the arbiter's, its a = SHA-256(c ‖ id_A ‖ id_B), and its proof is signed by the parties it names |
 
 use std::collections::BTreeMap;
@@ -758,7 +758,7 @@ const ARBITER_SESSIONS: (&str, &str) = (
 );
 const ARBITER_RESPONDERS: (&str, &str) = (
     "arbiter.one_agreement_per_responder",
-    "one verdict per (s2, responder): a responder signs one agreement per s2",
+    "one agreement per (s2, responder): a genuine responder signs one per s2, so two mean its key is out of its chip (block the card)",
 );
 const ARBITER_PARTIES: (&str, &str) = (
     "arbiter.parties",

@@ -477,7 +477,8 @@ async fn load_cancellations(
 /// (card id, counter), and answers the issuer's acknowledgement, the body of UNLOAD ACK with
 /// P1 01. The same receipt again returns the same answer and credits nothing more. An
 /// unload larger than the float (what all cards were loaded with, less what came back) is
-/// refused with float_exceeded: no genuine card signs one. It is recorded as an alarm (`GET
+/// refused with float_exceeded: the cards together would give back more than they were
+/// given, so some card key left its chip and signed value. It is recorded as an alarm (`GET
 /// /center/v1/float`; one per card and counter, a few per card at most) and logged.
 #[utoipa::path(post, path = "/v1/unloads", tag = "center", request_body = UnloadOrder,
     responses(
@@ -570,17 +571,52 @@ async fn blocks(
         .map(Json)
 }
 
-/// The issuer's current block list, signed (apdu-spec `blocklist`): its version is the
-/// number of blocks, its entries the newest 64. Anyone may read it.
+/// The issuer's block list, signed (apdu-spec `blocklist`): its version is the number of
+/// blocks, its entries the newest 64. Anyone may read it. With `version`, that version, as
+/// it was signed then: a relay that missed more than 64 blocks hands the arbiter every
+/// 64th version, so that no block falls between two lists.
 #[utoipa::path(get, path = "/v1/block-list", tag = "center",
-    responses((status = 200, body = BlockListSchema)))]
-async fn block_list(State(center): State<Arc<Center>>) -> ApiResult<Json<BlockList>> {
-    blocking(move || center.block_list()).await.map(Json)
+    params(("version" = Option<u32>, Query, description = "An earlier version, from 0 to the current one")),
+    responses(
+        (status = 200, body = BlockListSchema),
+        (status = 400, body = ErrorBody, description = "invalid_field: not a version, or newer than the current one"),
+    ))]
+async fn block_list(
+    State(center): State<Arc<Center>>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<BlockList>> {
+    let version = parse_version(query.as_deref())?;
+    blocking(move || match version {
+        None => center.block_list(),
+        Some(v) => center.block_list_version(v),
+    })
+    .await
+    .map(Json)
+}
+
+/// The `version` of a query string, if it names one.
+fn parse_version(query: Option<&str>) -> ApiResult<Option<u32>> {
+    let Some(value) = query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(name, value)| (name == "version").then_some(value))
+    else {
+        return Ok(None);
+    };
+    value.parse::<u32>().map(Some).map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidField,
+            format!("version: {value:?} is not a block list version"),
+        )
+    })
 }
 
 /// What the cards hold in all, per asset (loads − refunds − unloads), and the alarms: the
-/// unloads refused because they would have taken it below zero, each with the card that
-/// signed it. A card with an alarm has a key out of its chip: block it.
+/// unloads refused because they would have taken it below zero. An alarm means that value
+/// no card was loaded with has come back already: some card key left its chip. The card an
+/// alarm names found the float empty; it may be the one that minted, or an honest card whose
+/// value an earlier unload took. Look at the cards' ledgers before blocking.
 #[utoipa::path(get, path = "/v1/float", tag = "center",
     security(("admin" = [])),
     responses(

@@ -973,25 +973,29 @@ fn an_agreement_that_names_other_cards_is_refused() {
 }
 
 #[test]
-fn a_responder_names_one_agreement_per_s2() {
-    // A card whose key left its chip signs two agreements under one s2: the arbiter takes
-    // the first, and refuses the second without recording it.
+fn a_second_agreement_under_one_s2_decides_nothing_of_the_first() {
+    // B's holder has B's key out of its chip: after B's card agreed with A, it signs, with
+    // B's key, a cancel for a second, made-up agreement under the same s2 (with C as the
+    // initiator, or A again with another value commitment). That is another session: the
+    // arbiter records it, and A's resolve request for the real session still gets
+    // COMPLETE, recorded apart. An arbiter that kept one agreement per responder and s2
+    // would refuse A for ever, and A's value would stay in escrow with no way out.
     let court = Court::new();
     let (a, b, c) = (court.card(), court.card(), court.card());
-    let first = Session::new(&a, &b);
-    court.cancel(&cancel_request(&a, &b, &first)).unwrap();
-    let second = first.naming(&c, &b);
-    court.refused(
-        "a second agreement of B under s2",
-        ErrorCode::Conflict,
-        || court.cancel(&cancel_request(&c, &b, &second)),
-    );
-    court.refused(
-        "a second agreement of B under s2",
-        ErrorCode::Conflict,
-        || court.resolve(&resolve_request(&c, &b, &second)),
-    );
-    assert_eq!(court.verdict_rows(), 1);
+    let real = Session::new(&a, &b);
+    let with_c = real.naming(&c, &b);
+    let v = court.cancel(&cancel_request(&c, &b, &with_c)).unwrap();
+    assert_verdict(&v, &court.published_key(), &with_c, Outcome::Cancel);
+    let v = court.resolve(&resolve_request(&a, &b, &real)).unwrap();
+    assert!(!v.replayed);
+    assert_verdict(&v, &court.published_key(), &real, Outcome::Complete);
+    assert_eq!(court.verdict_rows(), 2);
+    // Each session's verdict is its own, and stays so.
+    let again = court.cancel(&cancel_request(&c, &b, &with_c)).unwrap();
+    assert!(again.replayed && again.outcome == Outcome::Cancel);
+    let again = court.resolve(&resolve_request(&a, &b, &real)).unwrap();
+    assert!(again.replayed && again.outcome == Outcome::Complete);
+    assert_eq!(court.verdict_rows(), 2);
 }
 
 #[test]

@@ -283,6 +283,21 @@ fn blocks_are_for_the_staff_bounded_and_versioned() {
     assert_eq!(list.verify(w.scheme.issuer.verifying_key()), Ok(()));
     // The reason is for the staff only.
     assert!(!serde_json::to_string(&list).unwrap().contains("é"));
+    // Every earlier version is served as it was signed then, so that a relay that missed
+    // more than 64 blocks can hand the arbiter each one; a version not signed yet is not.
+    let at = |v: u32| w.get::<BlockList>(&format!("/center/v1/block-list?version={v}"));
+    assert_eq!(at(1).unwrap(), first.block_list);
+    assert_eq!(at(71).unwrap(), list);
+    let seventh = at(7).unwrap();
+    assert_eq!(seventh.version, 7);
+    assert_eq!(seventh.entries.len(), 7);
+    assert_eq!(seventh.entries[6], BlockEntry::Maker([5; 32]));
+    assert_eq!(seventh.verify(w.scheme.issuer.verifying_key()), Ok(()));
+    for bad in ["72", "x", "-1"] {
+        refused(&w, ErrorCode::InvalidField, || {
+            w.get::<BlockList>(&format!("/center/v1/block-list?version={bad}"))
+        });
+    }
 }
 
 #[test]

@@ -763,23 +763,18 @@ fn the_schema_keeps_one_final_verdict_per_session_by_itself() {
     let mut second = cancel.clone();
     second[0] = complete[0].clone();
     second[1] = complete[1].clone();
-    // And a second agreement of the same responder under a decided s2 (a made-up a).
-    let mut other_agreement = cancel.clone();
-    other_agreement[0] = Value::Blob(vec![0x5A; 32]);
-    for row in [&second, &other_agreement] {
-        for verb in [
-            "INSERT",
-            "INSERT OR REPLACE",
-            "REPLACE",
-            "INSERT OR IGNORE",
-            "INSERT OR FAIL",
-        ] {
-            let sql = insert.replacen("INSERT", verb, 1);
-            let refused = refused_by(db, &sql, row);
-            // OR IGNORE may succeed doing nothing; every other form is an error.
-            if verb != "INSERT OR IGNORE" {
-                assert!(refused.is_some(), "{verb} recorded a second verdict");
-            }
+    for verb in [
+        "INSERT",
+        "INSERT OR REPLACE",
+        "REPLACE",
+        "INSERT OR IGNORE",
+        "INSERT OR FAIL",
+    ] {
+        let sql = insert.replacen("INSERT", verb, 1);
+        let refused = refused_by(db, &sql, &second);
+        // OR IGNORE may succeed doing nothing; every other form is an error.
+        if verb != "INSERT OR IGNORE" {
+            assert!(refused.is_some(), "{verb} recorded a second verdict");
         }
     }
     assert_eq!(
@@ -790,6 +785,21 @@ fn the_schema_keeps_one_final_verdict_per_session_by_itself() {
         ),
         Some(Constraint::Other)
     );
+    // A second agreement of the same responder under a decided s2 (a made-up a) is another
+    // session: the schema takes it, and the decided one keeps its verdict.
+    let mut other_agreement = cancel.clone();
+    other_agreement[0] = Value::Blob(vec![0x5A; 32]);
+    db.transaction(|tx| tx.execute(&insert, &other_agreement))
+        .expect("another session under the same s2");
+    let rows = db
+        .transaction(|tx| {
+            tx.query(
+                "SELECT a, outcome FROM verdicts WHERE s2 = ?1",
+                &[cancel[1].clone()],
+            )
+        })
+        .unwrap();
+    assert_eq!(rows.len(), 2, "both sessions under the s2");
     // Verdicts are never changed or deleted.
     for sql in [
         "UPDATE verdicts SET outcome = 'cancel' WHERE outcome = 'complete'",
@@ -884,7 +894,8 @@ fn the_schema_keeps_one_final_verdict_per_session_by_itself() {
     // The rows above fail for what was changed: unchanged, they are taken.
     db.transaction(|tx| tx.execute(&insert, &new_complete))
         .unwrap();
-    assert_eq!(db.dump().unwrap()["verdicts"].len(), 3);
+    // The two decided sessions, the other agreement under one of their s2, and this one.
+    assert_eq!(db.dump().unwrap()["verdicts"].len(), 4);
 }
 
 /// A card certificate in the form before cards were attested (no maker id), 160 bytes.

@@ -565,8 +565,10 @@ pub struct AssetFloat {
     pub amount: u64,
 }
 
-/// An unload the center refused because it would have made the float negative: some card
-/// spent more than was loaded onto cards (a card key extracted and used to sign value).
+/// An unload the center refused because it would have made the float negative: cards
+/// together would give back more than they were given, so some card key left its chip and
+/// signed value. The card named found the float empty: it may be the one that minted, or an
+/// honest card whose share an earlier unload took.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FloatAlarm {
     pub day: u64,

@@ -479,6 +479,15 @@ impl CenterClient {
         self.server.get("/v1/block-list", &[], TIMEOUT)
     }
 
+    /// `GET /center/v1/block-list?version=N`: an earlier version of the list, as signed then.
+    pub fn block_list_at(&self, version: u32) -> Result<BlockList> {
+        self.server.get(
+            "/v1/block-list",
+            &[("version", version.to_string())],
+            TIMEOUT,
+        )
+    }
+
     /// `GET /center/v1/float` (admin): what cards hold per asset, and the alarms.
     pub fn float(&self, admin_token: &str) -> Result<FloatReport> {
         self.server.get_with_admin("/v1/float", admin_token)

@@ -24,8 +24,8 @@ use crate::error::{ApiError, ApiResult, invalid};
 
 /// The longest reason staff may give for a block, in characters.
 pub const MAX_REASON_LEN: usize = 200;
-/// The most float alarms kept per card. A card that reaches it has signed unloads of value
-/// that no card was loaded with: its key is out of its chip, and staff should block it.
+/// The most float alarms kept per card: enough to see a card that keeps trying, bounded so
+/// that a card signing receipts for every counter cannot fill the disk.
 pub const MAX_ALARMS_PER_CARD: usize = 16;
 
 /// The last block list signed.
@@ -122,6 +122,20 @@ impl Center {
     pub fn block_list(&self) -> ApiResult<BlockList> {
         self.db.transaction(|tx| {
             let version = current_version(tx)?;
+            self.block_list_at(tx, version)
+        })
+    }
+
+    /// Version `version` of the signed block list, as it was signed then; a version newer
+    /// than the current one is refused.
+    pub fn block_list_version(&self, version: u32) -> ApiResult<BlockList> {
+        self.db.transaction(|tx| {
+            let current = current_version(tx)?;
+            if version > current {
+                return Err(invalid(format!(
+                    "version: the block list is at version {current}, not {version}"
+                )));
+            }
             self.block_list_at(tx, version)
         })
     }
@@ -288,7 +302,7 @@ impl Center {
         match recorded {
             Ok(true) => tracing::error!(
                 %asset, amount, float,
-                "float alarm: a card unloaded more than cards were loaded with; refused (GET /center/v1/float names the card)"
+                "float alarm: an unload would have given back more than cards hold; refused (GET /center/v1/float shows it): some card key is out of its chip"
             ),
             Ok(false) => tracing::warn!(
                 %asset, amount, float,

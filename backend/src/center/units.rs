@@ -13,8 +13,10 @@
 //! ledger by its own proof; its cancellations still go through, so that what a load took
 //! comes back to its unit account rather than staying nowhere. An unload that would take
 //! the float (what all cards hold, per asset) below zero is refused as `float_exceeded` and
-//! raises an alarm (`blocks`): a genuine card never gives back more than cards were loaded
-//! with, so such a receipt was signed with a key that left its chip.
+//! raises an alarm (`blocks`): genuine cards together never give back more than they were
+//! loaded with, so some card key left its chip and signed value. That card is not always
+//! the one the alarm names: an unload that minted value may have gone through while the
+//! float still covered it, and the honest unload after it be the one refused.
 //!
 //! A cancellation of a request the center never authorised is acknowledged as `voided`
 //! rather than refused: the card keeps its signed cancellation until the center

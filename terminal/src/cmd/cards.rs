@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use apdu_spec::cert::decode_public_key;
 use apdu_spec::maker::maker_id;
 use serde_json::json;
-use valuecard_protocol::api::{BlockEntry, BlockRequest};
+use valuecard_protocol::api::{BlockEntry, BlockList, BlockListStatus, BlockRequest};
+use valuecard_terminal::backend_client::BackendError;
 
 use super::bank::admin_token_from;
 use super::{CliError, Endpoints, Result};
@@ -40,6 +41,22 @@ pub fn run(endpoints: &Endpoints, command: CardsCommand) -> Result<ExitCode> {
     }
 }
 
+/// Hands the arbiter the issuer's block list up to `current`, from the version it holds: a
+/// list carries only the newest 64 blocks, so every 64th version in between goes first, and
+/// no block falls between two lists. The arbiter takes lists from anyone (it checks the
+/// issuer's signature) and keeps every entry of every list it is given.
+fn relay(endpoints: &Endpoints, current: &BlockList) -> Result<BlockListStatus, BackendError> {
+    let (center, arbiter) = (endpoints.center(), endpoints.arbiter());
+    let held = arbiter.info()?.block_list_version;
+    let step = apdu_spec::blocklist::MAX_ENTRIES as u32;
+    let mut version = held.saturating_add(step);
+    while version < current.version {
+        arbiter.relay_block_list(&center.block_list_at(version)?)?;
+        version = version.saturating_add(step);
+    }
+    arbiter.relay_block_list(current)
+}
+
 fn block(
     endpoints: &Endpoints,
     admin_token: &str,
@@ -53,7 +70,7 @@ fn block(
     // The arbiter takes the issuer's signed list from anyone; without it, a blocked card
     // could still have the arbiter settle its own sessions. A failure here leaves the block
     // in place and says how to finish.
-    let relayed = endpoints.arbiter().relay_block_list(&answer.block_list);
+    let relayed = relay(endpoints, &answer.block_list);
     if json {
         println!(
             "{}",
@@ -95,8 +112,8 @@ fn blocked(endpoints: &Endpoints, json: bool) -> Result<ExitCode> {
         ))
     })?;
     // Relaying is harmless (the arbiter checks the issuer's signature and keeps the newest
-    // list), and it brings an arbiter that missed a block up to date.
-    let arbiter = endpoints.arbiter().relay_block_list(&list);
+    // list), and it brings an arbiter that missed blocks up to date.
+    let arbiter = relay(endpoints, &list);
     if json {
         println!(
             "{}",
@@ -144,7 +161,11 @@ fn float(endpoints: &Endpoints, admin_token: &str, json: bool) -> Result<ExitCod
     if report.alarms.is_empty() {
         println!("no alarms");
     } else {
-        println!("ALARMS: unloads refused because cards would hold less than nothing:");
+        println!(
+            "ALARMS: unloads refused because cards would have given back more than they were \
+             given (some card key is out of its chip; the card named found the float empty, \
+             and is not always the one that minted):"
+        );
         for a in &report.alarms {
             println!(
                 "  day {}: card {} counter {} asked {} {} with {} on cards",

@@ -4,12 +4,14 @@
 --   * The arbiter key lives in a file made offline (`valuecard-backend keys init`); the
 --     database keeps only its PUBLIC key (`role_key`), and refuses to be started with
 --     another.
---   * `verdicts` is keyed by (a, s2): a request over a made-up agreement with a repeated s2
---     is another session, and can no longer take the verdict of the real one. A UNIQUE
---     (s2, responder_id) index keeps one agreement per s2 for each responder: B makes s2 from
---     its own random r2 and signs one a with it, so two agreements of one responder under
---     one s2 can only come from a card key that is not in a genuine card. The rows of
---     version 2 are copied (their a is of the old formula, which the cards no longer use).
+--   * `verdicts` is keyed by (a, s2), and by nothing narrower: a request over a made-up
+--     agreement with a repeated s2 is another session, and can neither take the verdict of
+--     the real one nor keep it from getting one. (A genuine responder signs one agreement
+--     per s2; two under one s2 mean its key is out of its chip, which the auditor reports.
+--     Refusing the second would be worse: a responder holding its own key could record a
+--     made-up agreement first and so keep its honest counterparty's real session from ever
+--     being settled.) The rows of version 2 are copied (their a is of the old formula,
+--     which the cards no longer use).
 --   * Every new row keeps the value commitment c and both certificates, so that anyone can
 --     recompute a = SHA-256(c || id_A || id_B) and see that the signers are the session's
 --     parties (the audit does).
@@ -134,15 +136,12 @@ FROM verdicts_v2;
 
 DROP TABLE verdicts_v2;
 
--- B signs one agreement per s2.
-CREATE UNIQUE INDEX verdicts_one_agreement_per_responder ON verdicts (s2, responder_id);
+CREATE INDEX verdicts_by_s2 ON verdicts (s2, responder_id);
 
 CREATE TRIGGER verdicts_first_writer_wins BEFORE INSERT ON verdicts
 BEGIN
     SELECT RAISE(ABORT, 'the session has a verdict already')
     WHERE EXISTS (SELECT 1 FROM verdicts WHERE a = NEW.a AND s2 = NEW.s2);
-    SELECT RAISE(ABORT, 'the responder has a verdict for another agreement under this s2')
-    WHERE EXISTS (SELECT 1 FROM verdicts WHERE s2 = NEW.s2 AND responder_id = NEW.responder_id);
 END;
 
 CREATE TRIGGER verdicts_no_update BEFORE UPDATE ON verdicts
