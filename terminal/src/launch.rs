@@ -247,8 +247,9 @@ pub struct Scheme {
     pub root_public_key: String,
     /// The maker's public key, hex: the center trusts it (`--trust-card-maker`).
     pub maker_public_key: String,
-    /// What the two tools printed, for a narrator to show.
-    pub output: String,
+    /// What `keys init` and `maker-key` printed, for a narrator to show.
+    pub keys_output: String,
+    pub maker_output: String,
 }
 
 impl Scheme {
@@ -257,7 +258,7 @@ impl Scheme {
         std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
         let keys = dir.join("keys");
         let maker_key = dir.join("maker.key");
-        let mut output = run_tool(
+        let keys_output = run_tool(
             "valuecard-backend",
             &[
                 "keys".as_ref(),
@@ -288,13 +289,13 @@ impl Scheme {
                     "valuecard-card maker-key printed no \"maker public key:\" line:\n{made}"
                 ))
             })?;
-        output.push_str(&made);
         Ok(Scheme {
             keys,
             maker_key,
             root_public_key,
             maker_public_key,
-            output,
+            keys_output,
+            maker_output: made,
         })
     }
 

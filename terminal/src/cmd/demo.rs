@@ -214,10 +214,20 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
          request of the commands below goes through a relay in this demo, which records it, \
          so that the demo can show what each party was told. The commands run in the folder.",
     );
-    println!("$ valuecard-backend keys init --out keys");
-    println!("$ valuecard-card maker-key --out maker.key");
-    for line in scheme.output.lines() {
-        println!("    {line}");
+    for (command, output) in [
+        (
+            "valuecard-backend keys init --out keys",
+            &scheme.keys_output,
+        ),
+        (
+            "valuecard-card maker-key --out maker.key",
+            &scheme.maker_output,
+        ),
+    ] {
+        println!("$ {command}");
+        for line in output.lines() {
+            println!("    {line}");
+        }
     }
     for (name, output) in ["a", "b"].iter().zip(&made) {
         println!(

@@ -132,10 +132,13 @@ fn register(n: &mut Narrator, expected: &mut Figures) -> Step {
     n.act(
         "Register and personalise both cards",
         "Each card makes its own key pair (GENERATE KEY) and proves to the center that it \
-         holds it, by signing a challenge. The center opens a unit account for the card's \
-         public key and certifies it; the terminal installs the certificate, the issuer's and \
-         the arbiter's keys and the PIN on the card (PERSONALIZE). The center knows each card \
-         by its key, and nothing of the bank account.",
+         holds it, by signing a challenge; its attestation key, which its maker certified, \
+         vouches over the same challenge that the key was made inside it (ATTEST). The center \
+         registers only keys that a maker it trusts vouches for: it opens a unit account for \
+         the card's public key and certifies it. The terminal installs the certificate, the \
+         issuer's and the arbiter's keys (each under the scheme root's signature, which the \
+         card checks against the root it got from its maker) and the PIN (PERSONALIZE). The \
+         center knows each card by its key, and nothing of the bank account.",
     );
     for i in [A, B] {
         n.run(&n.on(i, &["card", "register", "--pin", PINS[i]]))?;
