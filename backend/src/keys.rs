@@ -149,62 +149,96 @@ pub struct Initialised {
     pub files: Vec<PathBuf>,
 }
 
-/// Makes the scheme's four keys in `dir` (created if missing): `root.key`, `issuer.key`,
-/// `arbiter.key`, `bank.key` (64 hex digits each, mode 0600), `root.pub` (66 hex digits) and
-/// `scheme.json`. Refuses, before writing anything, if any of them exists.
+/// The scheme's four secret keys and the scheme file they make, in memory: what `keys init`
+/// writes (tests make theirs the same way).
+pub struct SchemeSecrets {
+    pub root: SigningKey,
+    pub issuer: SigningKey,
+    pub arbiter: SigningKey,
+    pub bank: SigningKey,
+    /// The public keys and the root's anchors over the issuer and the arbiter keys.
+    pub scheme: Scheme,
+}
+
+impl SchemeSecrets {
+    /// Four fresh keys, and the root's anchors.
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        let root = SigningKey::generate_from_rng(&mut rng);
+        let issuer = SigningKey::generate_from_rng(&mut rng);
+        let arbiter = SigningKey::generate_from_rng(&mut rng);
+        let bank = SigningKey::generate_from_rng(&mut rng);
+        let scheme = Scheme::new(
+            root.verifying_key(),
+            &Anchor::issue(&root, AnchorRole::Issuer, issuer.verifying_key()),
+            &Anchor::issue(&root, AnchorRole::Arbiter, arbiter.verifying_key()),
+            bank.verifying_key(),
+        );
+        SchemeSecrets {
+            root,
+            issuer,
+            arbiter,
+            bank,
+            scheme,
+        }
+    }
+
+    /// Writes `root.key`, `issuer.key`, `arbiter.key`, `bank.key` (64 hex digits each, mode
+    /// 0600), `root.pub` (66 hex digits) and `scheme.json` in `dir` (created if missing).
+    /// Refuses, before writing anything, if any of them exists. The files written.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, KeyFileError> {
+        std::fs::create_dir_all(dir).map_err(|e| KeyFileError::Write(dir.to_path_buf(), e))?;
+        let names = [
+            ROOT_KEY_FILE,
+            ISSUER_KEY_FILE,
+            ARBITER_KEY_FILE,
+            BANK_KEY_FILE,
+            ROOT_PUB_FILE,
+            SCHEME_FILE,
+        ];
+        if let Some(existing) = names.iter().map(|n| dir.join(n)).find(|p| p.exists()) {
+            return Err(KeyFileError::Exists(existing));
+        }
+        let scheme_text = serde_json::to_string_pretty(&self.scheme)
+            .map_err(|e| KeyFileError::NotAScheme(dir.join(SCHEME_FILE), e.to_string()))?;
+        let mut files = Vec::new();
+        // The public files last: a folder with scheme.json in it has every key too.
+        for (name, key) in [
+            (ROOT_KEY_FILE, &self.root),
+            (ISSUER_KEY_FILE, &self.issuer),
+            (ARBITER_KEY_FILE, &self.arbiter),
+            (BANK_KEY_FILE, &self.bank),
+        ] {
+            let path = dir.join(name);
+            write_new(&path, &format!("{}\n", hex::encode(key.to_bytes())), true)?;
+            files.push(path);
+        }
+        let root_pub = dir.join(ROOT_PUB_FILE);
+        write_new(
+            &root_pub,
+            &format!(
+                "{}\n",
+                hex::encode(encode_public_key(self.root.verifying_key()))
+            ),
+            false,
+        )?;
+        files.push(root_pub);
+        let scheme_path = dir.join(SCHEME_FILE);
+        write_new(&scheme_path, &format!("{scheme_text}\n"), false)?;
+        files.push(scheme_path);
+        Ok(files)
+    }
+}
+
+/// Makes the scheme's four keys in `dir` (`SchemeSecrets::write`): `keys init`.
 pub fn init(dir: &Path) -> Result<Initialised, KeyFileError> {
-    std::fs::create_dir_all(dir).map_err(|e| KeyFileError::Write(dir.to_path_buf(), e))?;
-    let names = [
-        ROOT_KEY_FILE,
-        ISSUER_KEY_FILE,
-        ARBITER_KEY_FILE,
-        BANK_KEY_FILE,
-        ROOT_PUB_FILE,
-        SCHEME_FILE,
-    ];
-    if let Some(existing) = names.iter().map(|n| dir.join(n)).find(|p| p.exists()) {
-        return Err(KeyFileError::Exists(existing));
-    }
-    let mut rng = rand::rng();
-    let root = SigningKey::generate_from_rng(&mut rng);
-    let issuer = SigningKey::generate_from_rng(&mut rng);
-    let arbiter = SigningKey::generate_from_rng(&mut rng);
-    let bank = SigningKey::generate_from_rng(&mut rng);
-    let scheme = Scheme::new(
-        root.verifying_key(),
-        &Anchor::issue(&root, AnchorRole::Issuer, issuer.verifying_key()),
-        &Anchor::issue(&root, AnchorRole::Arbiter, arbiter.verifying_key()),
-        bank.verifying_key(),
-    );
-    let scheme_text = serde_json::to_string_pretty(&scheme)
-        .map_err(|e| KeyFileError::NotAScheme(dir.join(SCHEME_FILE), e.to_string()))?;
-    let mut files = Vec::new();
-    // The public files last: a folder with scheme.json in it has every key too.
-    for (name, key) in [
-        (ROOT_KEY_FILE, &root),
-        (ISSUER_KEY_FILE, &issuer),
-        (ARBITER_KEY_FILE, &arbiter),
-        (BANK_KEY_FILE, &bank),
-    ] {
-        let path = dir.join(name);
-        write_new(&path, &format!("{}\n", hex::encode(key.to_bytes())), true)?;
-        files.push(path);
-    }
-    let root_pub = dir.join(ROOT_PUB_FILE);
-    write_new(
-        &root_pub,
-        &format!("{}\n", hex::encode(encode_public_key(root.verifying_key()))),
-        false,
-    )?;
-    files.push(root_pub);
-    let scheme_path = dir.join(SCHEME_FILE);
-    write_new(&scheme_path, &format!("{scheme_text}\n"), false)?;
-    files.push(scheme_path);
+    let secrets = SchemeSecrets::generate();
+    let files = secrets.write(dir)?;
     Ok(Initialised {
-        root: *root.verifying_key(),
-        issuer: *issuer.verifying_key(),
-        arbiter: *arbiter.verifying_key(),
-        bank: *bank.verifying_key(),
+        root: *secrets.root.verifying_key(),
+        issuer: *secrets.issuer.verifying_key(),
+        arbiter: *secrets.arbiter.verifying_key(),
+        bank: *secrets.bank.verifying_key(),
         files,
     })
 }

@@ -10,7 +10,6 @@ use rand::RngExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use apdu_spec::anchor::{Anchor, AnchorRole};
 use apdu_spec::cert::{Certificate, encode_public_key};
 use apdu_spec::exchange;
 use apdu_spec::maker::{Attestation, MakerCertificate, maker_id};
@@ -21,6 +20,7 @@ use valuecard_backend::center::{Center, CenterConfig};
 use valuecard_backend::clock::ManualClock;
 use valuecard_backend::db::Dump;
 use valuecard_backend::http::{self, Roles, ServerHandle};
+use valuecard_backend::keys;
 use valuecard_protocol::ErrorCode;
 use valuecard_protocol::api::*;
 use valuecard_protocol::keylist::{DenominationKeyInfo, KeyList, SignedKeyList};
@@ -74,44 +74,15 @@ pub struct TestScheme {
 
 impl TestScheme {
     pub fn new() -> TestScheme {
-        let mut rng = rand::rng();
-        let root = SigningKey::generate_from_rng(&mut rng);
-        let issuer = SigningKey::generate_from_rng(&mut rng);
-        let arbiter = SigningKey::generate_from_rng(&mut rng);
-        let bank = SigningKey::generate_from_rng(&mut rng);
-        let scheme = Scheme::new(
-            root.verifying_key(),
-            &Anchor::issue(&root, AnchorRole::Issuer, issuer.verifying_key()),
-            &Anchor::issue(&root, AnchorRole::Arbiter, arbiter.verifying_key()),
-            bank.verifying_key(),
-        );
-        let keys = scheme.keys().unwrap();
+        let made = keys::SchemeSecrets::generate();
         TestScheme {
-            root,
-            issuer,
-            arbiter,
-            bank,
-            scheme,
-            keys,
+            keys: made.scheme.keys().unwrap(),
+            root: made.root,
+            issuer: made.issuer,
+            arbiter: made.arbiter,
+            bank: made.bank,
+            scheme: made.scheme,
         }
-    }
-
-    /// Writes the key files and scheme.json as `keys init` does, in `dir`.
-    pub fn write(&self, dir: &std::path::Path) {
-        std::fs::create_dir_all(dir).unwrap();
-        for (name, key) in [
-            ("root.key", &self.root),
-            ("issuer.key", &self.issuer),
-            ("arbiter.key", &self.arbiter),
-            ("bank.key", &self.bank),
-        ] {
-            std::fs::write(dir.join(name), format!("{}\n", hex::encode(key.to_bytes()))).unwrap();
-        }
-        std::fs::write(
-            dir.join("scheme.json"),
-            serde_json::to_string_pretty(&self.scheme).unwrap(),
-        )
-        .unwrap();
     }
 }
 
