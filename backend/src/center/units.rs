@@ -525,7 +525,7 @@ impl Center {
             ApiError::new(
                 ErrorCode::FloatExceeded,
                 format!(
-                    "{at}: the cards were loaded with {float} {code} in all, less than this receipt's {amount}: no genuine card signs it; the staff have been alerted"
+                    "{at}: the cards hold {float} {code} in all, less than this receipt's {amount}: some card gave back value that no card was loaded with, and the staff have been alerted; the card keeps its receipt, and the unload can be tried again"
                 ),
             )
         })
