@@ -363,10 +363,22 @@ impl Arbiter {
         })
     }
 
-    /// Checks that the request's agreement is its parties': `a = SHA-256(c ‖ id_A ‖ id_B)`.
-    fn check_party(&self, a: &[u8; 32], c: &[u8; 32], parties: &Parties) -> ApiResult<()> {
+    /// The request's two parties: both certificates are the issuer's, and the agreement is
+    /// theirs, `a = SHA-256(c ‖ id_A ‖ id_B)`.
+    fn session_parties(
+        &self,
+        a: &[u8; 32],
+        c: &[u8; 32],
+        initiator_certificate: &[u8],
+        responder_certificate: &[u8],
+    ) -> ApiResult<Parties> {
+        let parties = Parties::check(
+            initiator_certificate,
+            responder_certificate,
+            &self.config.issuer_public_key,
+        )?;
         if self.party_check_skipped() {
-            return Ok(());
+            return Ok(parties);
         }
         let recomputed = exchange::agreement_of(c, &parties.initiator.id, &parties.responder.id);
         if recomputed != *a {
@@ -374,18 +386,18 @@ impl Arbiter {
                 "the agreement a is not SHA-256(commitment || id_A || id_B) of the two certificates: only the session's own initiator and responder can settle it",
             ));
         }
-        Ok(())
+        Ok(parties)
     }
 
     /// B's cancel request: CANCEL, unless the session has a verdict already.
     pub fn cancel(&self, req: &ArbiterCancelRequest) -> ApiResult<Verdict> {
         let sab = signature_bytes(&req.cancel_signature, "cancel_signature")?;
-        let parties = Parties::check(
+        let parties = self.session_parties(
+            &req.a,
+            &req.commitment,
             &req.initiator_certificate,
             &req.responder_certificate,
-            &self.config.issuer_public_key,
         )?;
-        self.check_party(&req.a, &req.commitment, &parties)?;
         parties
             .responder
             .verify(domains::CANCEL, &req.a, &req.s2, &sab, "cancel_signature")?;
@@ -410,12 +422,12 @@ impl Arbiter {
     pub fn resolve(&self, req: &ArbiterResolveRequest) -> ApiResult<Verdict> {
         let sa = signature_bytes(&req.agreement_signature, "agreement_signature")?;
         let sr = signature_bytes(&req.resolve_signature, "resolve_signature")?;
-        let parties = Parties::check(
+        let parties = self.session_parties(
+            &req.a,
+            &req.commitment,
             &req.initiator_certificate,
             &req.responder_certificate,
-            &self.config.issuer_public_key,
         )?;
-        self.check_party(&req.a, &req.commitment, &parties)?;
         parties
             .responder
             .verify(domains::AGREE, &req.a, &req.s2, &sa, "agreement_signature")?;
