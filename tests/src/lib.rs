@@ -249,6 +249,18 @@ impl User {
         user
     }
 
+    /// A user of an in-process card: its journal in `dir/name/`, its card state in
+    /// `dir/name.state` (made by the backend's test maker). Returns the user and the path
+    /// of the state file, for the exchange's `--initiator-state` and `--responder-state`.
+    pub fn in_process(backend: &Backend, dir: &Path, name: &str, deposit: u64) -> (Self, String) {
+        let home = dir.join(name);
+        std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{}: {e}", home.display()));
+        let state = dir.join(format!("{name}.state"));
+        let state = state.to_str().expect("a UTF-8 path").to_string();
+        let user = User::new(backend, &home, &["--card-state", &state], deposit);
+        (user, state)
+    }
+
     pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let journal = self.journal.to_str().expect("utf-8 path");
         let mut all: Vec<&str> = self.card.iter().map(String::as_str).collect();

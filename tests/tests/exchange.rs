@@ -226,23 +226,8 @@ fn an_exchange_cut_after_any_step_is_settled_by_the_arbiter_through_pcscd() {
 fn a_refused_agree_aborts_the_initiator_and_moves_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = Backend::start(&dir.path().join("db"));
-    let state = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
-    let (a_state, b_state) = (state("a.state"), state("b.state"));
-    for sub in ["a", "b"] {
-        std::fs::create_dir_all(dir.path().join(sub)).expect("dir");
-    }
-    let a = User::new(
-        &backend,
-        &dir.path().join("a"),
-        &["--card-state", &a_state],
-        300,
-    );
-    let b = User::new(
-        &backend,
-        &dir.path().join("b"),
-        &["--card-state", &b_state],
-        1,
-    );
+    let (a, a_state) = User::in_process(&backend, dir.path(), "a", 300);
+    let (b, b_state) = User::in_process(&backend, dir.path(), "b", 1);
     a.withdraw(300, &[], None).expect_ok("withdraw");
     a.run(&["load", "--amount", "300"], &[]).expect_ok("load");
 

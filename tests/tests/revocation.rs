@@ -44,23 +44,8 @@ fn exchange(
 fn a_blocked_card_is_refused_everywhere_and_its_counterparty_still_settles() {
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = Backend::start(&dir.path().join("db"));
-    let state = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
-    let (a_state, b_state) = (state("a.state"), state("b.state"));
-    for sub in ["a", "b"] {
-        std::fs::create_dir_all(dir.path().join(sub)).expect("dir");
-    }
-    let a = User::new(
-        &backend,
-        &dir.path().join("a"),
-        &["--card-state", &a_state],
-        400,
-    );
-    let b = User::new(
-        &backend,
-        &dir.path().join("b"),
-        &["--card-state", &b_state],
-        100,
-    );
+    let (a, a_state) = User::in_process(&backend, dir.path(), "a", 400);
+    let (b, b_state) = User::in_process(&backend, dir.path(), "b", 100);
     a.withdraw(400, &[], None).expect_ok("A withdraws");
     a.load(300, None).expect_ok("A loads");
     b.withdraw(100, &[], None).expect_ok("B withdraws");
